@@ -1,0 +1,15 @@
+//! unitmatch: find which units (channels) of one neural network correspond to which units of
+//! another. The modules follow the pipeline:
+//! data -> model -> train -> unroll -> stats -> similarity -> (matching, render).
+
+pub mod checkpoint;
+pub mod compare;
+pub mod data;
+pub mod device;
+pub mod fsutil;
+pub mod model;
+pub mod render;
+pub mod similarity;
+pub mod stats;
+pub mod train;
+pub mod unroll;
