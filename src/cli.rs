@@ -30,6 +30,12 @@ pub enum Command {
     Train(TrainArgs),
     /// Train GAN A (seed 0) and GAN B (seed 1) with the demo preset into runs/demo/.
     Demo(DemoArgs),
+    /// Score every unit of generator A against every unit of generator B on the same z.
+    Compare(CompareArgs),
+    /// Combine `compare --shard k/n` folders into one comparison (Chan's parallel update).
+    Merge(MergeArgs),
+    /// Write a generator checkpoint in another layout.
+    Export(ExportArgs),
     /// Fashion-MNIST files.
     Data {
         /// What to do with the data.
@@ -114,4 +120,71 @@ pub struct DemoArgs {
     /// Data location.
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// `unitmatch compare`
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Generator A (rows): our .safetensors checkpoint or the seed's PyTorch .pt state_dict.
+    pub a: PathBuf,
+    /// Generator B (columns).
+    pub b: PathBuf,
+    /// Number of latent codes (batch i uses seed 5555 + i).
+    #[arg(long, default_value_t = 10_000)]
+    pub samples: usize,
+    /// Codes per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Read z from a float32 [N, 100] .npy file instead of drawing it (overrides --samples).
+    #[arg(long)]
+    pub z: Option<PathBuf>,
+    /// pearson (exact correlation after upsampling) or seed (the reference's formula).
+    #[arg(long, default_value = "pearson")]
+    pub measure: String,
+    /// Layers to compare, comma-separated.
+    #[arg(long, default_value = "block1,block2,out")]
+    pub layers: String,
+    /// Process only shard k of n (k/n, 0-based): writes accumulators for `unitmatch merge`.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// BatchNorm eps for PyTorch checkpoints, which do not record it.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `unitmatch merge`
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Shard folders written by `compare --shard`.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `unitmatch export`
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Generator checkpoint (ours or PyTorch).
+    pub checkpoint: PathBuf,
+    /// Write the seed's PyTorch key names and layouts (load with
+    /// `load_state_dict(safetensors.torch.load_file(OUT))`).
+    #[arg(long, required = true)]
+    pub torch_names: bool,
+    /// BatchNorm eps for PyTorch input checkpoints.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
+    /// Output .safetensors file.
+    #[arg(long)]
+    pub out: PathBuf,
 }

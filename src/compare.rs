@@ -372,6 +372,20 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<CompareSummary
         seen.push(shard);
         acc.merge(&MomentAccumulator::load(&dir.join("stats.safetensors"))?)?;
     }
+    // Shards of one job must all be there: a partial merge would silently use fewer z.
+    if let Some(Some((_, n))) = seen.first() {
+        let missing: Vec<usize> = (0..*n)
+            .filter(|k| !seen.iter().any(|s| s.map(|(i, _)| i) == Some(*k)))
+            .collect();
+        if !missing.is_empty() || seen.iter().any(|s| s.map(|(_, m)| m) != Some(*n)) {
+            return Err(CompareError::Mismatch {
+                path: first.clone(),
+                message: format!(
+                    "incomplete shard set: shards {missing:?} of {n} are missing (or shard counts differ)"
+                ),
+            });
+        }
+    }
     let timing =
         serde_json::json!({"merge_seconds": t0.elapsed().as_secs_f64(), "merged_from": dirs});
     let table = write_outputs(&acc, &inputs, None, out, timing)?;

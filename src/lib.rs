@@ -5,6 +5,7 @@
 pub mod checkpoint;
 pub mod compare;
 pub mod data;
+pub mod demo;
 pub mod device;
 pub mod fsutil;
 pub mod model;

@@ -8,13 +8,17 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use cli::{Cli, Command, DataAction, DemoArgs, TrainArgs};
-use unitmatch::data;
+use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, TrainArgs};
+use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
+use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
 use unitmatch::model::ModelConfig;
+use unitmatch::similarity::Measure;
 use unitmatch::train::{self, StartMode, TrainConfig, TrainEvent};
+use unitmatch::unroll::{ZSource, parse_layers};
+use unitmatch::{checkpoint, data};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,6 +38,21 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => cmd_train(args, kind, show),
         Command::Demo(args) => cmd_demo(args, kind, show),
+        Command::Compare(args) => cmd_compare(args, kind, show),
+        Command::Merge(args) => {
+            let s = compare::merge(&args.dirs, &args.out, args.force)?;
+            report_compare(&args.out, &s);
+            Ok(())
+        }
+        Command::Export(args) => {
+            let device = select_device(kind)?;
+            let (g, cfg) = checkpoint::load_generator(&args.checkpoint, args.bn_eps, &device)?;
+            if args.torch_names {
+                checkpoint::export_torch_names(&g, &cfg, &args.out)?;
+            }
+            println!("{}", args.out.display());
+            Ok(())
+        }
         Command::Data {
             action: DataAction::Fetch { dir, url },
         } => {
@@ -105,44 +124,88 @@ fn cmd_train(a: TrainArgs, kind: DeviceKind, show: bool) -> Result<()> {
 
 fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
     let device = select_device(kind)?.autodiff();
-    let data_dir = data::resolve_data_dir(a.data.data.as_deref());
-    let mode = start_mode(a.resume, a.force);
-    if mode == StartMode::Fresh && a.out.exists() {
-        anyhow::bail!(
-            "{} already exists: pass --resume to continue it or --force to start over",
-            a.out.display()
-        );
+    let cfg = DemoConfig::preset(data::resolve_data_dir(a.data.data.as_deref()));
+    let multi = MultiProgress::new();
+    if !show {
+        multi.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
-    if mode == StartMode::Force && a.out.exists() {
-        std::fs::remove_dir_all(&a.out).with_context(|| format!("removing {}", a.out.display()))?;
+    let style =
+        ProgressStyle::with_template("{prefix:>22} [{elapsed_precise}] {bar:25} {pos}/{len} {msg}")
+            .expect("valid template");
+    let bars: Vec<ProgressBar> = ["gan-a", "gan-b", "compare"]
+        .iter()
+        .map(|name| {
+            let b = multi.add(ProgressBar::new(0));
+            b.set_style(style.clone());
+            b.set_prefix(name.to_string());
+            b
+        })
+        .collect();
+    let progress = |e: DemoEvent| match e {
+        DemoEvent::Train(name, ev) => {
+            let bar = &bars[usize::from(name == "gan-b")];
+            match ev {
+                TrainEvent::EpochStart {
+                    epoch,
+                    epochs,
+                    iters,
+                } => {
+                    bar.set_length(iters as u64);
+                    bar.set_position(0);
+                    bar.set_prefix(format!("{name} epoch {epoch}/{epochs}"));
+                }
+                TrainEvent::Iteration {
+                    iter,
+                    g_loss,
+                    d_loss,
+                    img_per_s,
+                } => {
+                    bar.set_position(iter as u64);
+                    bar.set_message(format!("G {g_loss:.3} D {d_loss:.3} {img_per_s:.0} img/s"));
+                }
+                TrainEvent::EpochEnd(s) => {
+                    let _ = multi.println(format!(
+                        "{name} epoch {}: G {:.4} D {:.4} {:.0} img/s",
+                        s.epoch, s.g_loss, s.d_loss, s.img_per_s
+                    ));
+                }
+            }
+        }
+        DemoEvent::Compare(CompareEvent::Start { samples, .. }) => {
+            bars[2].set_length(samples as u64)
+        }
+        DemoEvent::Compare(CompareEvent::Batch {
+            samples_done,
+            samples_per_s,
+        }) => {
+            bars[2].set_position(samples_done as u64);
+            bars[2].set_message(format!("{samples_per_s:.0} z/s"));
+        }
+    };
+    let s = run_demo(
+        &cfg,
+        &a.out,
+        start_mode(a.resume, a.force),
+        &device,
+        &progress,
+    )?;
+    for b in &bars {
+        b.finish_and_clear();
     }
-    std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
-    for (name, seed) in [("gan-a", 0u64), ("gan-b", 1u64)] {
-        let cfg = TrainConfig::demo(seed, data_dir.clone());
-        let run = a.out.join(name);
-        let mode = if run.join("state").exists() {
-            StartMode::Resume
-        } else {
-            StartMode::Force
-        };
-        let label = format!("{name} ");
-        let s = train_with_progress(&cfg, &run, mode, &device, show, &label)?;
-        println!(
-            "{}: samples in {}",
-            name,
-            run.join("progress.gif").display()
-        );
-        if let Some(last) = s.epochs.last() {
+    for (name, t) in &s.gans {
+        if let Some(last) = t.epochs.last() {
             println!(
-                "  {} epochs at width {}: last g_loss {:.4} d_loss {:.4}, {:.1} img/s",
-                s.epochs.len(),
-                cfg.model.width,
+                "{name}: {} epochs at width {}: G {:.4} D {:.4}, {:.0} img/s; samples: {}",
+                t.epochs.len(),
+                cfg.a.model.width,
                 last.g_loss,
                 last.d_loss,
-                last.img_per_s
+                last.img_per_s,
+                a.out.join(name).join("progress.gif").display()
             );
         }
     }
+    report_compare(&s.compare_dir, &s.comparison);
     Ok(())
 }
 
@@ -197,4 +260,97 @@ fn train_with_progress(
     .with_context(|| format!("training into {}", out.display()))?;
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// Parses `k/n`.
+fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let (k, n) = s
+        .split_once('/')
+        .with_context(|| format!("--shard `{s}`: expected k/n, e.g. 0/4"))?;
+    let k: usize = k
+        .trim()
+        .parse()
+        .with_context(|| format!("--shard `{s}`: bad k"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .with_context(|| format!("--shard `{s}`: bad n"))?;
+    Ok((k, n))
+}
+
+fn cmd_compare(a: CompareArgs, kind: DeviceKind, show: bool) -> Result<()> {
+    let device = select_device(kind)?;
+    let measure: Measure = a
+        .measure
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--measure: {e}"))?;
+    let z = match &a.z {
+        Some(path) => ZSource::from_npy(path, a.batch)?,
+        None => ZSource::seeded(a.samples, a.batch),
+    };
+    let cfg = CompareConfig {
+        a: a.a.clone(),
+        b: a.b.clone(),
+        z,
+        measure,
+        layers: parse_layers(&a.layers)?,
+        shard: a.shard.as_deref().map(parse_shard).transpose()?,
+        default_bn_eps: a.bn_eps,
+        force: a.force,
+    };
+    let s = compare_with_progress(&cfg, &a.out, &device, show)?;
+    report_compare(&a.out, &s);
+    Ok(())
+}
+
+fn compare_with_progress(
+    cfg: &CompareConfig,
+    out: &Path,
+    device: &burn::tensor::Device,
+    show: bool,
+) -> Result<CompareSummary> {
+    let bar = if show {
+        ProgressBar::new(0)
+    } else {
+        ProgressBar::hidden()
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "compare [{elapsed_precise}] {bar:30} {pos}/{len} z {msg} (ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    let s = compare::compare(cfg, out, device, &mut |e| match e {
+        CompareEvent::Start { samples, .. } => bar.set_length(samples as u64),
+        CompareEvent::Batch {
+            samples_done,
+            samples_per_s,
+        } => {
+            bar.set_position(samples_done as u64);
+            bar.set_message(format!("{samples_per_s:.0} z/s"));
+        }
+    })
+    .with_context(|| format!("comparing into {}", out.display()))?;
+    bar.finish_and_clear();
+    Ok(s)
+}
+
+fn report_compare(out: &Path, s: &CompareSummary) {
+    match &s.table {
+        Some(t) => println!(
+            "{}: {} x {} table over {} samples in {:.1} s ({} dead in A, {} dead in B)",
+            out.display(),
+            t.rows.len(),
+            t.cols.len(),
+            s.samples,
+            s.seconds,
+            t.rows.iter().filter(|u| u.dead).count(),
+            t.cols.iter().filter(|u| u.dead).count()
+        ),
+        None => println!(
+            "{}: shard accumulators over {} samples",
+            out.display(),
+            s.samples
+        ),
+    }
 }

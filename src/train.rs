@@ -67,23 +67,7 @@ impl TrainConfig {
             grid_samples: 50,
         }
     }
-
-    /// The demo preset: small enough to train two GANs in minutes on 2 cores, large enough
-    /// for recognisable clothing (numbers measured in the README).
-    pub fn demo(seed: u64, data_dir: PathBuf) -> Self {
-        let mut cfg = Self::reference(seed, DEMO_EPOCHS, data_dir);
-        cfg.model.width = DEMO_WIDTH;
-        cfg.limit = DEMO_LIMIT;
-        cfg
-    }
 }
-
-/// Width of the demo's GANs.
-pub const DEMO_WIDTH: f64 = 0.25;
-/// Epochs of the demo's GANs.
-pub const DEMO_EPOCHS: usize = 3;
-/// Training images used by the demo.
-pub const DEMO_LIMIT: Option<usize> = Some(30_000);
 
 /// Errors from training; each names the file or folder involved.
 #[derive(Debug, thiserror::Error)]
@@ -645,12 +629,14 @@ fn load_state(
 
 const LOSSES_HEADER: &str = "epoch,g_loss,d_loss,d_real_acc,d_fake_acc,seconds,img_per_s";
 
+/// Writes `losses.csv` with full precision (Rust's shortest round-trip float formatting), so
+/// that reading it back gives the same numbers.
 fn write_losses(path: &Path, rows: &[EpochStats]) -> Result<(), TrainError> {
     let mut text = String::from(LOSSES_HEADER);
     text.push('\n');
     for s in rows {
         text.push_str(&format!(
-            "{},{:.6},{:.6},{:.6},{:.6},{:.3},{:.2}\n",
+            "{},{},{},{},{},{},{}\n",
             s.epoch, s.g_loss, s.d_loss, s.d_real_acc, s.d_fake_acc, s.seconds, s.img_per_s
         ));
     }

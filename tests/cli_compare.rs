@@ -1,0 +1,284 @@
+//! `unitmatch compare` / `merge` / `export` end to end, checked against PyTorch's own float64
+//! tables (tests/fixtures/make_torch_fixture.py) and against the engine's invariants.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use burn::module::Param;
+use burn::tensor::{Device, TensorData};
+use common::fixtures;
+use ndarray::Array2;
+use ndarray_npy::read_npy;
+use unitmatch::checkpoint::save_generator;
+use unitmatch::model::{Generator, ModelConfig};
+use unitmatch::similarity::{Measure, cross_table};
+use unitmatch::stats::MomentAccumulator;
+
+fn unitmatch() -> Command {
+    Command::cargo_bin("unitmatch").unwrap()
+}
+
+fn compare(a: &Path, b: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    unitmatch()
+        .args(["--threads", "1", "compare"])
+        .arg(a)
+        .arg(b)
+        .arg("--out")
+        .arg(out)
+        .args(extra)
+        .assert()
+}
+
+fn table(dir: &Path) -> Array2<f32> {
+    read_npy(dir.join("table.npy")).unwrap()
+}
+
+fn max_diff(a: &Array2<f32>, b: &Array2<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    a.iter()
+        .zip(b.iter())
+        .map(|(x, y)| (*x as f64 - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn fixture_args() -> Vec<String> {
+    let z = fixtures().join("z_table.npy");
+    vec![
+        "--z".into(),
+        z.display().to_string(),
+        "--batch".into(),
+        "16".into(),
+    ]
+}
+
+#[test]
+fn tables_match_pytorch_float64_reference() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        fixtures().join("gen_w0125.pt"),
+        fixtures().join("gen_b_w0125.pt"),
+    );
+    for measure in ["pearson", "seed"] {
+        let out = tmp.path().join(measure);
+        let mut args = fixture_args();
+        args.extend(["--measure".into(), measure.into()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        compare(&a, &b, &out, &args).success();
+        let expected: Array2<f64> =
+            read_npy(fixtures().join(format!("table_{measure}.npy"))).unwrap();
+        let d = max_diff(&table(&out), &expected);
+        assert!(d < 1e-4, "{measure}: max |ours - pytorch| = {d}");
+    }
+    let out = tmp.path().join("pearson");
+    let units = std::fs::read_to_string(out.join("units_a.csv")).unwrap();
+    let lines: Vec<&str> = units.lines().collect();
+    assert_eq!(lines[0], "flat,layer,channel,mean,std,dead");
+    assert_eq!(lines.len(), 1 + 16 + 8 + 1);
+    assert!(lines[1].starts_with("0,gen.block1,0,"));
+    assert!(lines[17].starts_with("16,gen.block2,0,"));
+    assert!(lines[25].starts_with("24,gen.out,0,"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["layer_pairs"].as_array().unwrap().len(), 9);
+    assert_eq!(summary["units_a"], 25);
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["samples"], 64);
+    assert_eq!(
+        run["inputs"]["a"][1].as_str().unwrap().len(),
+        64,
+        "sha256 of A recorded"
+    );
+    assert_eq!(run["inputs"]["z"]["kind"], "npy");
+}
+
+#[test]
+fn self_match_is_diagonal_and_swap_transposes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        fixtures().join("gen_w0125.pt"),
+        fixtures().join("gen_b_w0125.pt"),
+    );
+    let args = ["--samples", "40", "--batch", "20"];
+    compare(&a, &a, &tmp.path().join("aa"), &args).success();
+    let t = table(&tmp.path().join("aa"));
+    for i in 0..t.nrows() {
+        assert!(
+            (t[[i, i]] - 1.0).abs() < 1e-6,
+            "diagonal {i}: {}",
+            t[[i, i]]
+        );
+        for j in 0..t.ncols() {
+            assert!((t[[i, j]] - t[[j, i]]).abs() < 1e-6);
+        }
+    }
+    compare(&a, &b, &tmp.path().join("ab"), &args).success();
+    compare(&b, &a, &tmp.path().join("ba"), &args).success();
+    let (ab, ba) = (table(&tmp.path().join("ab")), table(&tmp.path().join("ba")));
+    assert_eq!(ab.t(), ba, "compare(B, A) is compare(A, B) transposed");
+}
+
+#[test]
+fn merged_shards_equal_a_single_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (
+        fixtures().join("gen_w0125.pt"),
+        fixtures().join("gen_b_w0125.pt"),
+    );
+    let args = ["--samples", "50", "--batch", "10"];
+    compare(&a, &b, &tmp.path().join("single"), &args).success();
+    let mut shards: Vec<PathBuf> = Vec::new();
+    for k in 0..3 {
+        let out = tmp.path().join(format!("shard{k}"));
+        let shard = format!("{k}/3");
+        let mut with_shard = args.to_vec();
+        with_shard.extend(["--shard", &shard]);
+        compare(&a, &b, &out, &with_shard).success();
+        assert!(
+            !out.join("table.npy").exists(),
+            "a shard writes accumulators only"
+        );
+        shards.push(out);
+    }
+    unitmatch()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(tmp.path().join("merged"))
+        .assert()
+        .success();
+    let single = MomentAccumulator::load(&tmp.path().join("single/stats.safetensors")).unwrap();
+    let merged = MomentAccumulator::load(&tmp.path().join("merged/stats.safetensors")).unwrap();
+    assert_eq!(single.count(), merged.count());
+    let (ts, tm) = (
+        cross_table(&single, Measure::Pearson),
+        cross_table(&merged, Measure::Pearson),
+    );
+    let d = ts
+        .values
+        .iter()
+        .zip(tm.values.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(d < 1e-9, "merged vs single: {d}");
+    // Merging a shard twice is refused.
+    let assert = unitmatch()
+        .arg("merge")
+        .args([&shards[0], &shards[0]])
+        .arg("--out")
+        .arg(tmp.path().join("twice"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("twice"), "{err}");
+    // A missing shard is refused too.
+    let assert = unitmatch()
+        .arg("merge")
+        .args([&shards[0], &shards[1]])
+        .arg("--out")
+        .arg(tmp.path().join("partial"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains("missing") && err.contains("[2]"), "{err}");
+}
+
+#[test]
+fn dead_unit_scores_zero_and_is_flagged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let cfg = ModelConfig {
+        width: 0.125,
+        bn_eps: 0.8,
+    };
+    let mut g = Generator::new(&cfg, 9, &device);
+    // gamma = 0 for block2's channel 3: its output is the constant LeakyReLU(beta).
+    let mut gamma: Vec<f32> = g.bn2.gamma.val().into_data().try_into_vec().unwrap();
+    gamma[3] = 0.0;
+    g.bn2.gamma = Param::from_data(TensorData::new(gamma, [8]), &device);
+    let path = tmp.path().join("dead.safetensors");
+    save_generator(&g, &cfg, &path).unwrap();
+    let other = fixtures().join("gen_b_w0125.pt");
+    compare(
+        &path,
+        &other,
+        &tmp.path().join("out"),
+        &["--samples", "20", "--batch", "10"],
+    )
+    .success();
+    let t = table(&tmp.path().join("out"));
+    assert!(t.iter().all(|v| v.is_finite()), "no NaN anywhere");
+    let dead_row = 16 + 3;
+    assert!(t.row(dead_row).iter().all(|&v| v == 0.0));
+    let units = std::fs::read_to_string(tmp.path().join("out/units_a.csv")).unwrap();
+    let flagged: Vec<&str> = units.lines().filter(|l| l.ends_with(",true")).collect();
+    assert_eq!(flagged.len(), 1, "{units}");
+    assert!(flagged[0].starts_with("19,gen.block2,3,"));
+    let summary = std::fs::read_to_string(tmp.path().join("out/summary.json")).unwrap();
+    assert!(summary.contains("\"dead_a\": 1"), "{summary}");
+}
+
+#[test]
+fn bad_inputs_fail_clearly_and_leave_no_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixtures().join("gen_w0125.pt");
+    let check = |b: &Path, extra: &[&str], needle: &str| {
+        let out = tmp.path().join("out");
+        let assert = compare(&a, b, &out, extra).failure();
+        let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert!(err.contains(needle), "expected `{needle}` in: {err}");
+        assert!(!out.exists(), "no partial output folder");
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "no temporary folders left");
+    };
+    // z with the wrong dtype and the wrong shape.
+    let z64 = tmp.path().join("z64.npy");
+    ndarray_npy::write_npy(&z64, &Array2::<f64>::zeros((4, 100))).unwrap();
+    check(&a, &["--z", z64.to_str().unwrap()], "z64.npy");
+    let zshape = tmp.path().join("zshape.npy");
+    ndarray_npy::write_npy(&zshape, &Array2::<f32>::zeros((4, 99))).unwrap();
+    check(&a, &["--z", zshape.to_str().unwrap()], "[4, 99]");
+    // A corrupt safetensors file, a truncated .pt, a generator of another architecture.
+    let corrupt = tmp.path().join("corrupt.safetensors");
+    std::fs::write(&corrupt, b"not a checkpoint").unwrap();
+    check(&corrupt, &["--samples", "10"], "corrupt.safetensors");
+    let pt = std::fs::read(&a).unwrap();
+    let truncated = tmp.path().join("truncated.pt");
+    std::fs::write(&truncated, &pt[..pt.len() - 1000]).unwrap();
+    check(&truncated, &["--samples", "10"], "truncated.pt");
+    check(&a, &["--layers", "block9"], "block9");
+    check(&a, &["--shard", "3/3"], "shard");
+}
+
+#[test]
+fn export_torch_names_round_trips_through_compare() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixtures().join("gen_w0125.pt");
+    let exported = tmp.path().join("a_torch.safetensors");
+    unitmatch()
+        .arg("export")
+        .arg(&a)
+        .arg("--torch-names")
+        .arg("--out")
+        .arg(&exported)
+        .assert()
+        .success();
+    // The export is the same network: it matches the original perfectly.
+    compare(
+        &a,
+        &exported,
+        &tmp.path().join("cmp"),
+        &["--samples", "20", "--batch", "10"],
+    )
+    .success();
+    let t = table(&tmp.path().join("cmp"));
+    for i in 0..t.nrows() {
+        assert!((t[[i, i]] - 1.0).abs() < 1e-6);
+    }
+}
