@@ -32,6 +32,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Score every unit of generator A against every unit of generator B on the same z.
     Compare(CompareArgs),
+    /// Match units in a compare folder: best matches, mutual buddies, one-to-one assignment.
+    Match(MatchArgs),
     /// Combine `compare --shard k/n` folders into one comparison (Chan's parallel update).
     Merge(MergeArgs),
     /// Write a generator checkpoint in another layout.
@@ -187,4 +189,21 @@ pub struct ExportArgs {
     /// Output .safetensors file.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `unitmatch match`
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// A folder written by `unitmatch compare` (outputs are added to it).
+    pub dir: PathBuf,
+    /// Match on |r| instead of signed r (default: signed; a negatively correlated unit paints
+    /// the complement, a different feature).
+    #[arg(long)]
+    pub abs: bool,
+    /// Rosetta buddies: accept A's top-1 if A's unit is within B's unit's top k.
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// Number of top pairs to list, overall and per layer pair.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
 }

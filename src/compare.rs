@@ -12,6 +12,7 @@ use ndarray::{Array2, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, load_generator};
+use crate::cka;
 use crate::fsutil::{sha256_file, versions};
 use crate::model::{Generator, ModelConfig};
 use crate::similarity::{Measure, SimilarityTable, UnitInfo, cross_table, summarize};
@@ -252,6 +253,7 @@ fn write_outputs(
         let table = if shard.is_none() {
             let table = cross_table(acc, inputs.measure);
             write_table_files(&table, &tmp)?;
+            write_layer_files(acc, &tmp)?;
             Some(table)
         } else {
             None
@@ -303,6 +305,17 @@ fn write_table_files(table: &SimilarityTable, dir: &Path) -> Result<(), CompareE
         "layer_pairs": summarize(table),
     });
     write_json(&dir.join("summary.json"), &summary)
+}
+
+/// cka.json (layer-level linear CKA, from the same co-moments) and redundancy.json
+/// (near-duplicate units inside A and inside B, |r| >= 0.9).
+fn write_layer_files(acc: &MomentAccumulator, dir: &Path) -> Result<(), CompareError> {
+    let path = dir.join("cka.json");
+    cka::write_cka_json(&path, &cka::layer_cka(acc)).map_err(io(&path))?;
+    let mut clusters = cka::redundancy(acc, "a", cka::DEFAULT_TAU);
+    clusters.extend(cka::redundancy(acc, "b", cka::DEFAULT_TAU));
+    let path = dir.join("redundancy.json");
+    cka::write_redundancy_json(&path, &clusters).map_err(io(&path))
 }
 
 /// One row per unit: flat index, layer, channel, mean, std, dead.

@@ -3,11 +3,13 @@
 //! data -> model -> train -> unroll -> stats -> similarity -> (matching, render).
 
 pub mod checkpoint;
+pub mod cka;
 pub mod compare;
 pub mod data;
 pub mod demo;
 pub mod device;
 pub mod fsutil;
+pub mod matching;
 pub mod model;
 pub mod render;
 pub mod similarity;

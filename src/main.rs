@@ -14,6 +14,7 @@ use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, TrainArgs};
 use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
 use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
+use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::ModelConfig;
 use unitmatch::similarity::Measure;
 use unitmatch::train::{self, StartMode, TrainConfig, TrainEvent};
@@ -39,6 +40,18 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => cmd_train(args, kind, show),
         Command::Demo(args) => cmd_demo(args, kind, show),
         Command::Compare(args) => cmd_compare(args, kind, show),
+        Command::Match(args) => {
+            let opts = MatchOptions {
+                abs: args.abs,
+                k: args.k,
+                top_n: args.top,
+            };
+            let table = matching::load_table(&args.dir)?;
+            let report = matching::match_table(&table, &opts);
+            matching::write_match_outputs(&report, &table, &args.dir)?;
+            print_match_report(&args.dir, &report);
+            Ok(())
+        }
         Command::Merge(args) => {
             let s = compare::merge(&args.dirs, &args.out, args.force)?;
             report_compare(&args.out, &s);
@@ -353,4 +366,17 @@ fn report_compare(out: &Path, s: &CompareSummary) {
             s.samples
         ),
     }
+}
+
+fn print_match_report(dir: &Path, r: &MatchReport) {
+    let f = &r.fractions;
+    println!(
+        "{}: strict buddies cover {:.1}% of A's units ({:.1}% Rosetta, k = {}); whole-table assignment mean {:.3}",
+        dir.display(),
+        100.0 * f.strict_a,
+        100.0 * f.rosetta_a,
+        r.options.k,
+        r.assignment.mean
+    );
+    println!("  outputs: matches.csv assignment.csv buddies.csv matching.json");
 }

@@ -282,3 +282,54 @@ fn export_torch_names_round_trips_through_compare() {
         assert!((t[[i, i]] - 1.0).abs() < 1e-6);
     }
 }
+
+#[test]
+fn match_adds_buddies_and_assignment_to_a_compare_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = fixtures().join("gen_w0125.pt");
+    let out = tmp.path().join("aa");
+    compare(&a, &a, &out, &["--samples", "30", "--batch", "10"]).success();
+    for f in ["cka.json", "redundancy.json"] {
+        assert!(out.join(f).exists(), "{f} written by compare");
+    }
+    // Self-match: linear CKA of a layer with itself is 1.
+    let cka: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("cka.json")).unwrap()).unwrap();
+    let same = cka
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| {
+            r["layer_p"] == "gen.block2"
+                && r["layer_q"] == "gen.block2"
+                && r["network_p"] == "a"
+                && r["network_q"] == "b"
+        })
+        .expect("A.block2 x B.block2 row");
+    assert!((same["linear"].as_f64().unwrap() - 1.0).abs() < 1e-6);
+    let assert = unitmatch().arg("match").arg(&out).assert().success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("100.0%"),
+        "every unit is its own buddy: {stdout}"
+    );
+    let assignment = std::fs::read_to_string(out.join("assignment.csv")).unwrap();
+    let all: Vec<&str> = assignment
+        .lines()
+        .filter(|l| l.starts_with("all,"))
+        .collect();
+    assert_eq!(all.len(), 25, "one assigned pair per unit: {assignment}");
+    let buddies = std::fs::read_to_string(out.join("buddies.csv")).unwrap();
+    assert_eq!(
+        buddies.lines().filter(|l| l.starts_with("strict")).count(),
+        25,
+        "{buddies}"
+    );
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("matching.json")).unwrap()).unwrap();
+    assert!(m.is_object());
+    // A folder that is not a comparison is a clear error.
+    let assert = unitmatch().arg("match").arg(tmp.path()).assert().failure();
+    let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    assert!(err.contains(&tmp.path().display().to_string()), "{err}");
+}
