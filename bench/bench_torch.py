@@ -58,7 +58,12 @@ def infer(width, iters, batch, warmup=3):
 
 
 def load(path):
-    sd = torch.load(path, map_location="cpu", weights_only=True)
+    if path.endswith(".safetensors"):  # `unitmatch export --torch-names` output
+        from safetensors.torch import load_file
+
+        sd = load_file(path)
+    else:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
     width = sd["l1.0.bias"].shape[0] / 64 / 128
     g = Generator(width)
     g.load_state_dict(sd)

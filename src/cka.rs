@@ -12,12 +12,13 @@
 //!
 //! # Linear CKA
 //! With centred row matrices `X [N, Cp]`, `Y [N, Cq]`:
-//! `CKA = ||X^T Y||_F^2 / (||X^T X||_F ||Y^T Y||_F)`. `X^T Y` is the pair's `cross`; `X^T X` must
-//! be taken over the *same rows*, i.e. at the common resolution. The accumulator stores a layer's
-//! full `[C, C]` self co-moment only at its native resolution (the `(p, p)` block; a mixed pair
-//! `(p, r)` holds only the diagonal `m2_p` of `p` upsampled). So CKA is computed when both
-//! layers' native resolution equals the common one, and is `null` with a note otherwise: the
-//! native `X^T X` of an upsampled layer is a different set of rows and is not used.
+//! `CKA = ||X^T Y||_F^2 / (||X^T X||_F ||Y^T Y||_F)`. `X^T Y` is the pair's `cross`; `X^T X` and
+//! `Y^T Y` must be taken over the *same rows*, i.e. at the common resolution: for a layer that is
+//! upsampled there, its full `[C, C]` self co-moment after upsampling, which the accumulator
+//! keeps for exactly these resolutions ([`MomentAccumulator::self_at`]); for a layer already at
+//! the common resolution, its native `(p, p)` block. (The native `X^T X` of an upsampled layer is
+//! a different set of rows and is never used.) So linear CKA is computed for every pair; it is
+//! `null`, with a note, only when a layer has no variance (all its units dead, see [`is_dead`]).
 //!
 //! # Debiased CKA
 //! Unbiased HSIC (Song et al. 2012), as in Nguyen, Raghu & Kornblith (2021), with linear kernels
@@ -44,7 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fsutil::atomic_write;
 use crate::similarity::is_dead;
-use crate::stats::MomentAccumulator;
+use crate::stats::{CoMoments, MomentAccumulator};
 
 /// Default `|r|` threshold of [`redundancy`].
 pub const DEFAULT_TAU: f64 = 0.9;
@@ -218,7 +219,8 @@ pub struct LayerCka {
     pub network_q: String,
     /// Common resolution `(H, W)` of the rows.
     pub resolution: (usize, usize),
-    /// Linear CKA in `[0, 1]`; `None` when not computable from the stored moments (see `note`).
+    /// Linear CKA in `[0, 1]`; `None` only when a layer has no variance or nothing was counted
+    /// (see `note`).
     pub linear: Option<f64>,
     /// Debiased linear CKA; `None` when not computable from the stored moments (see `note`).
     pub debiased: Option<f64>,
@@ -226,30 +228,45 @@ pub struct LayerCka {
     pub note: Option<String>,
 }
 
+/// Whether every unit of a layer is dead ([`is_dead`]) over the rows of `m`, so that its self
+/// co-moment is zero up to rounding (bilinear upsampling of a constant map is constant only up
+/// to rounding, which would otherwise give a meaningless ratio of tiny numbers).
+fn no_variance(m: &CoMoments) -> bool {
+    (m.m2_p.iter().zip(m.mean_p)).all(|(&m2, &mean)| is_dead(m2, m.count, mean))
+}
+
 /// One pair's entry; `p` and `q` are layer indices of `acc`.
 fn pair_cka(acc: &MomentAccumulator, p: usize, q: usize) -> LayerCka {
     let (lp, lq) = (&acc.layers()[p], &acc.layers()[q]);
     let block = acc.block(p, q).expect("layer indices come from acc");
     let (h, w) = block.resolution;
-    let upsampled: Vec<String> = [lp, lq]
-        .iter()
-        .filter(|l| (l.height, l.width) != (h, w))
-        .map(|l| format!("{}:{}", l.network, l.name))
-        .collect();
+    // Both self co-moments over the pair's rows (upsampled where a layer is smaller).
+    let own = |l: usize| {
+        acc.self_at(l, (h, w))
+            .expect("stats keeps every layer's self co-moment at each of its pairs' resolutions")
+    };
+    let (sp, sq) = (own(p), own(q));
     let mut notes = Vec::new();
-    let mut linear = None;
-    if upsampled.is_empty() {
-        let (sp, sq) = (acc.native(p), acc.native(q));
-        let (sp, sq) = (sp.expect("p in range"), sq.expect("q in range"));
-        linear = linear_cka(block.cross, sp.cross, sq.cross);
-        if linear.is_none() {
-            notes.push("linear CKA undefined: a layer has no variance (or no samples)".to_string());
-        }
+    let dead: Vec<String> = [(lp, &sp), (lq, &sq)]
+        .iter()
+        .filter(|(_, m)| no_variance(m))
+        .map(|(l, _)| format!("{}:{}", l.network, l.name))
+        .collect();
+    let linear = if dead.is_empty() {
+        linear_cka(block.cross, sp.cross, sq.cross)
     } else {
+        None
+    };
+    if block.count == 0.0 {
+        notes.push("linear CKA undefined: no samples".to_string());
+    } else if linear.is_none() {
+        let which = if dead.is_empty() {
+            "a layer".to_string()
+        } else {
+            dead.join(" and ")
+        };
         notes.push(format!(
-            "linear CKA needs the full self co-moment of {} upsampled to {h}x{w}; the \
-             accumulator stores it only at native resolution",
-            upsampled.join(" and ")
+            "linear CKA undefined: no variance in {which} at {h}x{w}"
         ));
     }
     notes.push(DEBIASED_NOTE.to_string());
@@ -471,7 +488,7 @@ mod tests {
             (rows[14].layer_p.as_str(), rows[14].layer_q.as_str()),
             ("l2", "l3")
         );
-        let mut computed = 0;
+        let mut mixed = 0;
         for r in &rows {
             let p = acc.layer_index(&r.network_p, &r.layer_p).unwrap();
             let q = acc.layer_index(&r.network_q, &r.layer_q).unwrap();
@@ -485,30 +502,40 @@ mod tests {
             );
             assert_eq!(r.debiased, None);
             let note = r.note.as_deref().unwrap();
-            assert!(note.contains("debiased"), "{note}");
-            let same = [&layers[p], &layers[q]]
+            assert!(
+                note.contains("debiased") && !note.contains("linear"),
+                "{note}"
+            );
+            // Rows at the common resolution, each layer upsampled independently of `stats`.
+            let want = cka_loops(
+                &naive_rows(&batches, p, h, w, &|_, v| v),
+                &naive_rows(&batches, q, h, w, &|_, v| v),
+            );
+            let got = r.linear.unwrap();
+            assert!((got - want).abs() < 1e-9, "{r:?}: {got} vs {want}");
+            assert!(want > 0.01 && want < 1.0, "a meaningful value: {want}");
+            let upsampled = [&layers[p], &layers[q]]
                 .iter()
-                .all(|l| (l.height, l.width) == (h, w));
-            if same {
-                let want = cka_loops(
-                    &naive_rows(&batches, p, h, w, &|_, v| v),
-                    &naive_rows(&batches, q, h, w, &|_, v| v),
-                );
-                let got = r.linear.unwrap();
-                assert!((got - want).abs() < 1e-9, "{r:?}: {got} vs {want}");
-                assert!(want > 0.05 && want < 1.0, "a meaningful value: {want}");
-                computed += 1;
-            } else {
-                assert_eq!(r.linear, None, "{r:?}");
-                assert!(note.contains("upsampled"), "{note}");
-            }
+                .any(|l| (l.height, l.width) != (h, w));
+            mixed += usize::from(upsampled);
         }
-        assert_eq!(computed, 6); // {a.l1, a.l2} x {b.l1, b.l2}, a.l1-a.l2, b.l1-b.l2
-        // (a.l3 3x5, b.l3 6x3) meet at 6x5: both need an upsampled self co-moment.
-        let mixed = find_row(&rows, ("a", "l3"), ("b", "l3"));
-        assert_eq!(mixed.resolution, (6, 5));
-        let note = mixed.note.as_deref().unwrap();
-        assert!(note.contains("a:l3 and b:l3 upsampled to 6x5"), "{note}");
+        // All but {a.l1, a.l2} x {b.l1, b.l2}, a.l1-a.l2 and b.l1-b.l2 (all 4x4).
+        assert_eq!(mixed, 9);
+        // (a.l3 3x5, b.l3 6x3) meet at 6x5, both upsampled. The native self co-moments are over
+        // other rows and would give a different (wrong) value.
+        let both = find_row(&rows, ("a", "l3"), ("b", "l3"));
+        assert_eq!(both.resolution, (6, 5));
+        let (p, q) = (2, 5);
+        let native = linear_cka(
+            acc.block(p, q).unwrap().cross,
+            acc.native(p).unwrap().cross,
+            acc.native(q).unwrap().cross,
+        )
+        .unwrap();
+        assert!(
+            (native - both.linear.unwrap()).abs() > 1e-3,
+            "{native} vs {both:?}"
+        );
     }
 
     #[test]
@@ -734,8 +761,17 @@ mod tests {
 
     #[test]
     fn cka_json_round_trips_with_nulls() {
-        let layers = vec![spec("a", "x", 2, 2, 2), spec("b", "y", 3, 4, 4)];
-        let acc = accumulate(&layers, &random_batches(&layers, &[3], 1));
+        // a.d is constant (0.3 does not survive bilinear weights exactly): only (x, y) is defined.
+        let layers = vec![
+            spec("a", "x", 2, 2, 2),
+            spec("a", "d", 2, 3, 3),
+            spec("b", "y", 3, 4, 4),
+        ];
+        let mut batches = random_batches(&layers, &[3, 2], 1);
+        for b in &mut batches {
+            b[1].fill(0.3);
+        }
+        let acc = accumulate(&layers, &batches);
         let rows = layer_cka(&acc);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("cka.json");
@@ -746,13 +782,34 @@ mod tests {
             "{text}"
         );
         let back: Vec<LayerCka> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back.len(), 1);
-        let (b, r) = (&back[0], &rows[0]);
-        assert_eq!(
-            (&b.layer_p, &b.layer_q, b.resolution),
-            (&r.layer_p, &r.layer_q, (4, 4))
-        );
-        assert_eq!((b.linear, b.debiased, &b.note), (None, None, &r.note));
+        assert_eq!(back.len(), 3);
+        for (b, r) in back.iter().zip(&rows) {
+            assert_eq!(
+                (&b.layer_p, &b.layer_q, b.resolution, b.debiased, &b.note),
+                (&r.layer_p, &r.layer_q, r.resolution, None, &r.note)
+            );
+            if let (Some(u), Some(v)) = (b.linear, r.linear) {
+                assert!((u - v).abs() < 1e-15, "{u} vs {v}");
+            } else {
+                assert_eq!((b.linear, r.linear), (None, None));
+            }
+        }
+        // Mixed resolutions are computed (x upsampled to 4x4); the dead layer gives nulls.
+        let xy = find_row(&rows, ("a", "x"), ("b", "y"));
+        assert_eq!(xy.resolution, (4, 4));
+        assert!(xy.linear.is_some_and(|v| v > 0.0 && v <= 1.0), "{xy:?}");
+        for (p, q, at) in [
+            (("a", "d"), ("b", "y"), "4x4"),
+            (("a", "x"), ("a", "d"), "3x3"),
+        ] {
+            let r = find_row(&rows, p, q);
+            assert_eq!(r.linear, None, "{r:?}");
+            let note = r.note.as_deref().unwrap();
+            assert!(
+                note.contains(&format!("no variance in a:d at {at}")),
+                "{note}"
+            );
+        }
     }
 
     /// The streaming state proposed for `stats` (per pair at its common resolution; a layer

@@ -2,7 +2,7 @@
 //!
 //! `run_demo(&DemoConfig::preset(data_dir), out, StartMode::Fresh, &device, &mut |e| ..)` trains
 //! GAN A (seed 0) and GAN B (seed 1) side by side, each on half the CPU threads, then compares
-//! their last generators. Rerunning with `StartMode::Resume` reuses finished epochs.
+//! their last generators and matches their units. Rerunning with `StartMode::Resume` reuses finished epochs.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +10,7 @@ use burn::tensor::Device;
 
 use crate::checkpoint::checkpoint_name;
 use crate::compare::{CompareConfig, CompareError, CompareEvent, CompareSummary, compare};
+use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
 use crate::model::GEN_LAYERS;
 use crate::similarity::Measure;
 use crate::train::{StartMode, TrainConfig, TrainError, TrainEvent, TrainSummary, train};
@@ -18,7 +19,7 @@ use crate::unroll::ZSource;
 /// Width of the demo's GANs.
 pub const DEMO_WIDTH: f64 = 0.25;
 /// Epochs of the demo's GANs.
-pub const DEMO_EPOCHS: usize = 2;
+pub const DEMO_EPOCHS: usize = 4;
 /// Latent codes for the demo's comparison.
 pub const DEMO_SAMPLES: usize = 2000;
 
@@ -34,7 +35,7 @@ pub struct DemoConfig {
 }
 
 impl DemoConfig {
-    /// The preset: width 0.25, 2 epochs over all 60,000 images, 2,000 z for the comparison.
+    /// The preset: width 0.25, 4 epochs over all 60,000 images, 2,000 z for the comparison.
     pub fn preset(data_dir: PathBuf) -> Self {
         let make = |seed| {
             let mut cfg = TrainConfig::reference(seed, DEMO_EPOCHS, data_dir.clone());
@@ -63,6 +64,9 @@ pub enum DemoError {
     /// The comparison failed.
     #[error(transparent)]
     Compare(#[from] CompareError),
+    /// Writing the matching failed.
+    #[error(transparent)]
+    Match(#[from] MatchError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -92,6 +96,8 @@ pub struct DemoSummary {
     pub gans: Vec<(&'static str, TrainSummary)>,
     /// The comparison of their last generators.
     pub comparison: CompareSummary,
+    /// Matching of the two last generators (default options).
+    pub matches: MatchReport,
     /// The comparison folder.
     pub compare_dir: PathBuf,
 }
@@ -177,9 +183,16 @@ pub fn run_demo(
         &device.clone().without_autodiff(),
         &mut |e| progress(DemoEvent::Compare(e)),
     )?;
+    let table = comparison
+        .table
+        .as_ref()
+        .expect("a full comparison writes its table");
+    let matches = match_table(table, &MatchOptions::default());
+    write_match_outputs(&matches, table, &compare_dir)?;
     Ok(DemoSummary {
         gans,
         comparison,
+        matches,
         compare_dir,
     })
 }

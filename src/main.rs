@@ -219,6 +219,7 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
         }
     }
     report_compare(&s.compare_dir, &s.comparison);
+    print_match_report(&s.compare_dir, &s.matches);
     Ok(())
 }
 

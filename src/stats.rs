@@ -1,6 +1,9 @@
 //! Streaming, mergeable moments of unit activations: means, sums of squares and cross co-moments.
 //! Use: `let mut acc = MomentAccumulator::new(layers)?;` then `acc.add_batch(&views)?` once per batch
 //! (one `[n, C, h, w]` view per layer); shards combine with `acc.merge(&other)?`; `save`/`load` resume.
+//! Read back with `acc.block(p, q)` (a pair at its common resolution), `acc.native(l)` and
+//! `acc.self_at(l, (H, W))` (a layer's full self co-moment, also upsampled to another pair's
+//! resolution).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,7 +16,9 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 /// Version of the on-disk layout written by [`MomentAccumulator::save`].
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2 added the upsampled self co-moments (`resampled.*` tensors); a version-1 file is
+/// still read when its layout has none.
+pub const FORMAT_VERSION: u32 = 2;
 /// Metadata key (safetensors header) holding the JSON [`FileHeader`].
 const HEADER_KEY: &str = "unitmatch.moments";
 /// Upsampled, centred activations kept in memory at once by `add_batch` (bytes, approximate):
@@ -158,7 +163,9 @@ pub fn upsample_bilinear_align_corners(
 /// - `m2_p[i] = sum_r (x_p[r, i] - mean_p[i])^2`, likewise `m2_q`;
 /// - `cross[i, j] = sum_r (x_p[r, i] - mean_p[i]) (x_q[r, j] - mean_q[j])`, `[Cp, Cq]`.
 ///
-/// For `p == q` only one side is stored; `m2` is then the diagonal of `cross`.
+/// For `p == q` only one side is stored; `m2` is then the diagonal of `cross`. The same type holds
+/// a layer's self co-moment upsampled to another resolution (`p == q == l`, `(H, W)` not `l`'s
+/// own; see [`MomentAccumulator::self_at`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PairMoments {
     p: usize,
@@ -173,14 +180,19 @@ pub struct PairMoments {
 }
 
 impl PairMoments {
-    fn zeros(p: usize, q: usize, lp: &LayerSpec, lq: &LayerSpec) -> Self {
-        let (cp, cq) = (lp.channels, lq.channels);
+    /// Empty moments of layers `p` (`cp` units) and `q` (`cq` units) at `(height, width)`.
+    fn zeros(
+        p: usize,
+        q: usize,
+        (cp, cq): (usize, usize),
+        (height, width): (usize, usize),
+    ) -> Self {
         let sides = (p != q).then(|| (Array1::zeros(cq), Array1::zeros(cp), Array1::zeros(cq)));
         PairMoments {
             p,
             q,
-            height: lp.height.max(lq.height),
-            width: lp.width.max(lq.width),
+            height,
+            width,
             count: 0.0,
             mean_p: Array1::zeros(cp),
             sides,
@@ -192,7 +204,7 @@ impl PairMoments {
     pub fn layers(&self) -> (usize, usize) {
         (self.p, self.q)
     }
-    /// Common resolution `(H, W) = (max(h_p, h_q), max(w_p, w_q))`.
+    /// Resolution `(H, W)` of the rows: for a pair, `(max(h_p, h_q), max(w_p, w_q))`.
     pub fn resolution(&self) -> (usize, usize) {
         (self.height, self.width)
     }
@@ -225,6 +237,23 @@ impl PairMoments {
     /// Cross co-moment `C_pq`, `[Cp, Cq]`.
     pub fn cross(&self) -> ArrayView2<'_, f64> {
         self.cross.view()
+    }
+
+    /// The moments seen from `p`'s side, or from `q`'s when `swap`.
+    fn oriented(&self, swap: bool) -> CoMoments<'_> {
+        CoMoments {
+            resolution: self.resolution(),
+            count: self.count,
+            mean_p: if swap { self.mean_q() } else { self.mean_p() },
+            mean_q: if swap { self.mean_p() } else { self.mean_q() },
+            m2_p: if swap { self.m2_q() } else { self.m2_p() },
+            m2_q: if swap { self.m2_p() } else { self.m2_q() },
+            cross: if swap {
+                self.cross().reversed_axes()
+            } else {
+                self.cross()
+            },
+        }
     }
 
     /// Chan et al.'s pairwise update, after the caller has added the other part's co-moment
@@ -346,15 +375,21 @@ struct FileHeader {
 }
 
 /// Running moments of every pair of layers `p <= q` over the given layers (both networks), plus,
-/// as the `(p, p)` pairs, each layer's own statistics at its native resolution.
+/// as the `(p, p)` pairs, each layer's own statistics at its native resolution, plus each layer's
+/// full self co-moment at every other common resolution it is compared at (upsampled), so that
+/// both `X^T X` and `Y^T Y` exist over the rows of every pair's `X^T Y`.
 ///
-/// Memory: `O((sum of channels)^2)` for the moments plus one chunk of upsampled activations.
+/// Memory: `O((sum of channels)^2)` for the pairs, `O(sum over resampled entries of C_l^2)` for
+/// the upsampled self co-moments, plus one chunk of upsampled activations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MomentAccumulator {
     layers: Vec<LayerSpec>,
     samples: u64,
     /// Upper triangle, row by row: `(0,0), (0,1), .., (0,L-1), (1,1), ..`.
     pairs: Vec<PairMoments>,
+    /// Self co-moments `(l, l)` at each resolution `(H, W)` other than `l`'s native one that is the
+    /// common resolution of a pair containing `l`; one entry per `(l, H, W)`, sorted by it.
+    resampled: Vec<PairMoments>,
 }
 
 impl MomentAccumulator {
@@ -378,15 +413,32 @@ impl MomentAccumulator {
             }
         }
         let mut pairs = Vec::with_capacity(layers.len() * (layers.len() + 1) / 2);
+        let mut at: Vec<(usize, usize, usize)> = Vec::new();
         for p in 0..layers.len() {
             for q in p..layers.len() {
-                pairs.push(PairMoments::zeros(p, q, &layers[p], &layers[q]));
+                let (lp, lq) = (&layers[p], &layers[q]);
+                let res = (lp.height.max(lq.height), lp.width.max(lq.width));
+                pairs.push(PairMoments::zeros(p, q, (lp.channels, lq.channels), res));
+                for (l, spec) in [(p, lp), (q, lq)] {
+                    if (spec.height, spec.width) != res && !at.contains(&(l, res.0, res.1)) {
+                        at.push((l, res.0, res.1));
+                    }
+                }
             }
         }
+        at.sort_unstable();
+        let resampled = at
+            .into_iter()
+            .map(|(l, h, w)| {
+                let c = layers[l].channels;
+                PairMoments::zeros(l, l, (c, c), (h, w))
+            })
+            .collect();
         Ok(MomentAccumulator {
             layers,
             samples: 0,
             pairs,
+            resampled,
         })
     }
 
@@ -422,28 +474,35 @@ impl MomentAccumulator {
     /// `block(p, p)` gives layer `p`'s native-resolution statistics.
     pub fn block(&self, p: usize, q: usize) -> Option<CoMoments<'_>> {
         let m = self.pair(p, q)?;
-        let swap = p > m.p;
-        Some(CoMoments {
-            resolution: m.resolution(),
-            count: m.count,
-            mean_p: if swap { m.mean_q() } else { m.mean_p() },
-            mean_q: if swap { m.mean_p() } else { m.mean_q() },
-            m2_p: if swap { m.m2_q() } else { m.m2_p() },
-            m2_q: if swap { m.m2_p() } else { m.m2_q() },
-            cross: if swap {
-                m.cross().reversed_axes()
-            } else {
-                m.cross()
-            },
-        })
+        Some(m.oriented(p > m.p))
+    }
+
+    /// Layer `l`'s own statistics over the rows at resolution `(H, W)` (its maps bilinearly
+    /// upsampled there): `cross` is the full `[C_l, C_l]` self co-moment, `m2_p == m2_q` its
+    /// diagonal, `mean_p == mean_q`. The native block when `(H, W)` is `l`'s own resolution;
+    /// otherwise stored only when `(H, W)` is the common resolution of some pair containing `l`
+    /// ([`block`](Self::block)`(l, r).resolution`), `None` else or when `l` is out of range.
+    pub fn self_at(&self, l: usize, resolution: (usize, usize)) -> Option<CoMoments<'_>> {
+        let spec = self.layers.get(l)?;
+        if (spec.height, spec.width) == resolution {
+            return self.native(l);
+        }
+        let key = (l, resolution.0, resolution.1);
+        let i = self
+            .resampled
+            .binary_search_by(|m| (m.p, m.height, m.width).cmp(&key))
+            .ok()?;
+        Some(self.resampled[i].oriented(false))
     }
 
     /// Adds one batch: `acts[l]` is layer `l`'s activations `[n, C_l, h_l, w_l]`, same `n` for all.
     ///
     /// Per pair, both layers are brought to the common resolution, the batch means and the
     /// batch-centred co-moment `Xp_c^T Xq_c` (one GEMM) are computed, and merged into the running
-    /// moments with [Chan et al.'s update](PairMoments). Batches larger than about 64 MiB of
-    /// upsampled f64 activations are processed in sample chunks.
+    /// moments with [Chan et al.'s update](PairMoments); likewise `Xl_c^T Xl_c` for each
+    /// upsampled self co-moment ([`self_at`](Self::self_at)), from the same upsampled data.
+    /// Batches larger than about 64 MiB of upsampled f64 activations are processed in sample
+    /// chunks.
     pub fn add_batch(&mut self, acts: &[ArrayView4<f32>]) -> Result<(), StatsError> {
         self.add_batch_chunked(acts, CHUNK_BYTES)
     }
@@ -479,7 +538,7 @@ impl MomentAccumulator {
             return Ok(());
         }
         let mut needed: Vec<(usize, usize, usize)> = Vec::new();
-        for m in &self.pairs {
+        for m in self.pairs.iter().chain(&self.resampled) {
             for l in [m.p, m.q] {
                 if !needed.contains(&(l, m.height, m.width)) {
                     needed.push((l, m.height, m.width));
@@ -502,7 +561,11 @@ impl MomentAccumulator {
                     )
                 })
                 .collect();
-            self.pairs.par_iter_mut().for_each(|m| {
+            let all = self
+                .pairs
+                .par_iter_mut()
+                .chain(self.resampled.par_iter_mut());
+            all.for_each(|m| {
                 let (a, b) = (
                     &cache[&(m.p, m.height, m.width)],
                     &cache[&(m.q, m.height, m.width)],
@@ -522,14 +585,17 @@ impl MomentAccumulator {
 
     /// Merges another accumulator over the same layers into this one (Chan et al.):
     /// `n = na + nb`, `d = mean_b - mean_a`, `mean = mean_a + d nb / n`,
-    /// `C = C_a + C_b + d_p d_q^T na nb / n` (and likewise each `m2`).
+    /// `C = C_a + C_b + d_p d_q^T na nb / n` (and likewise each `m2`), for every pair and every
+    /// upsampled self co-moment.
     pub fn merge(&mut self, other: &Self) -> Result<(), StatsError> {
         if self.layers != other.layers {
             return Err(StatsError::LayoutMismatch);
         }
+        // Same layers, hence the same `pairs` and `resampled` lists.
         self.pairs
             .par_iter_mut()
-            .zip(&other.pairs)
+            .chain(self.resampled.par_iter_mut())
+            .zip(other.pairs.par_iter().chain(&other.resampled))
             .for_each(|(m, o)| {
                 m.cross += &o.cross;
                 m.chan_update(o.count, o.mean_p(), o.mean_q(), (o.m2_p(), o.m2_q()));
@@ -540,8 +606,9 @@ impl MomentAccumulator {
 
     /// Writes the state to a safetensors file, atomically (temporary file in the same folder, then
     /// rename). Tensors (all F64): `pair.{p}.{q}.{count|mean_p|cross}` and, for `p != q`,
-    /// `pair.{p}.{q}.{mean_q|m2_p|m2_q}`; metadata key `unitmatch.moments` holds the JSON
-    /// `{format_version, samples, layers}`.
+    /// `pair.{p}.{q}.{mean_q|m2_p|m2_q}`; the upsampled self co-moments as
+    /// `resampled.{l}.{H}x{W}.{count|mean_p|cross}`; metadata key `unitmatch.moments` holds the
+    /// JSON `{format_version, samples, layers}` ([`FORMAT_VERSION`]).
     pub fn save(&self, path: &Path) -> Result<(), StatsError> {
         let io = |source| StatsError::Io {
             path: path.to_path_buf(),
@@ -555,8 +622,7 @@ impl MomentAccumulator {
                 values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ));
         };
-        for m in &self.pairs {
-            let key = format!("pair.{}.{}", m.p, m.q);
+        for (key, m) in self.keyed() {
             put(format!("{key}.count"), vec![1], vec![m.count]);
             put(
                 format!("{key}.mean_p"),
@@ -604,7 +670,23 @@ impl MomentAccumulator {
         Ok(())
     }
 
+    /// Tensor-name prefix of each stored block, `pairs` then `resampled` (see [`save`](Self::save)).
+    fn keyed(&self) -> impl Iterator<Item = (String, &PairMoments)> {
+        let pairs = self
+            .pairs
+            .iter()
+            .map(|m| (format!("pair.{}.{}", m.p, m.q), m));
+        let resampled = self.resampled.iter().map(|m| {
+            let key = format!("resampled.{}.{}x{}", m.p, m.height, m.width);
+            (key, m)
+        });
+        pairs.chain(resampled)
+    }
+
     /// Reads a file written by [`save`](Self::save); any corruption is an error naming the file.
+    /// A version-1 file (no upsampled self co-moments) is accepted only when the layout needs
+    /// none, i.e. every pair's layers share their resolution; otherwise it is an error asking to
+    /// recompute the statistics.
     pub fn load(path: &Path) -> Result<Self, StatsError> {
         let bad = |reason: String| StatsError::Format {
             path: path.to_path_buf(),
@@ -623,13 +705,20 @@ impl MomentAccumulator {
             .ok_or_else(|| bad(format!("no `{HEADER_KEY}` metadata")))?;
         let header: FileHeader =
             serde_json::from_str(header).map_err(|e| bad(format!("bad header: {e}")))?;
-        if header.format_version != FORMAT_VERSION {
+        let version = header.format_version;
+        if version != FORMAT_VERSION && version != 1 {
             return Err(bad(format!(
-                "format version {} (expected {FORMAT_VERSION})",
-                header.format_version
+                "format version {version} (expected {FORMAT_VERSION})"
             )));
         }
         let mut acc = Self::new(header.layers).map_err(|e| bad(e.to_string()))?;
+        if version == 1 && !acc.resampled.is_empty() {
+            return Err(bad(format!(
+                "format version 1 lacks the upsampled self co-moments that version \
+                 {FORMAT_VERSION} keeps for layers compared at another resolution; recompute \
+                 the statistics"
+            )));
+        }
         acc.samples = header.samples;
         let read = |name: String, shape: &[usize]| -> Result<Vec<f64>, StatsError> {
             let t = st.tensor(&name).map_err(|e| bad(e.to_string()))?;
@@ -651,8 +740,11 @@ impl MomentAccumulator {
                 Err(bad(format!("tensor `{name}` holds NaN or infinite values")))
             }
         };
-        for m in &mut acc.pairs {
-            let key = format!("pair.{}.{}", m.p, m.q);
+        let keys: Vec<String> = acc.keyed().map(|(k, _)| k).collect();
+        for (key, m) in keys
+            .into_iter()
+            .zip(acc.pairs.iter_mut().chain(&mut acc.resampled))
+        {
             let (cp, cq) = m.cross.dim();
             m.count = read(format!("{key}.count"), &[1])?[0];
             let rows = header.samples as f64 * (m.height * m.width) as f64;
@@ -832,7 +924,14 @@ mod tests {
     fn assert_acc_eq(a: &MomentAccumulator, b: &MomentAccumulator, tol: f64) {
         assert_eq!(a.layers(), b.layers());
         assert_eq!(a.count(), b.count());
-        for (x, y) in a.pairs.iter().zip(&b.pairs) {
+        assert_eq!(a.pairs.len(), b.pairs.len());
+        assert_eq!(a.resampled.len(), b.resampled.len());
+        let (xs, ys) = (
+            a.pairs.iter().chain(&a.resampled),
+            b.pairs.iter().chain(&b.resampled),
+        );
+        for (x, y) in xs.zip(ys) {
+            assert_eq!((x.layers(), x.resolution()), (y.layers(), y.resolution()));
             assert_eq!(x.count(), y.count());
             let pairs = [
                 (x.mean_p(), y.mean_p()),
@@ -921,8 +1020,64 @@ mod tests {
                     assert_close(b.mean_q[j], mean(v), 1e-12, "mean_q");
                     assert_close(b.m2_q[j], comoment(v, v), 1e-10, "m2_q");
                 }
+                // Both layers' full self co-moments over the same rows.
+                for (l, xs) in [(p, &xp), (q, &xq)] {
+                    let s = acc.self_at(l, (h, w)).unwrap();
+                    assert_eq!((s.resolution, s.count), ((h, w), b.count));
+                    assert_eq!(s.cross.dim(), (xs.len(), xs.len()));
+                    for (i, u) in xs.iter().enumerate() {
+                        assert_close(s.mean_p[i], mean(u), 1e-12, "self mean");
+                        assert_eq!((s.mean_q[i], s.m2_q[i]), (s.mean_p[i], s.m2_p[i]));
+                        assert_close(s.m2_p[i], comoment(u, u), 1e-10, "self m2");
+                        for (j, v) in xs.iter().enumerate() {
+                            assert_close(s.cross[[i, j]], comoment(u, v), 1e-10, "self cross");
+                        }
+                    }
+                }
             }
         }
+    }
+
+    #[test]
+    fn resampled_entries_cover_every_mixed_pair_once() {
+        let layers = layers();
+        let acc = MomentAccumulator::new(layers.clone()).unwrap();
+        let mut want = Vec::new();
+        for p in 0..layers.len() {
+            for q in 0..layers.len() {
+                let (lp, lq) = (&layers[p], &layers[q]);
+                let res = (lp.height.max(lq.height), lp.width.max(lq.width));
+                if (lp.height, lp.width) != res && !want.contains(&(p, res)) {
+                    want.push((p, res));
+                }
+            }
+        }
+        want.sort_unstable();
+        let got: Vec<_> = acc
+            .resampled
+            .iter()
+            .map(|m| {
+                assert_eq!(m.layers().0, m.layers().1);
+                assert!(m.sides.is_none());
+                let c = layers[m.p].channels;
+                assert_eq!(m.cross.dim(), (c, c));
+                (m.p, m.resolution())
+            })
+            .collect();
+        assert_eq!(got, want);
+        // e.g. a.l1 (4x4) meets 6x4 (b.l3), a.l3 (3x8) meets 8x8 and 6x8.
+        assert!(got.contains(&(0, (6, 4))) && got.contains(&(2, (8, 8))));
+        assert!(got.contains(&(2, (6, 8))) && got.contains(&(5, (6, 8))));
+        for (l, spec) in layers.iter().enumerate() {
+            let native = acc.self_at(l, (spec.height, spec.width)).unwrap();
+            assert_eq!(native.cross, acc.native(l).unwrap().cross);
+        }
+        assert!(acc.self_at(0, (5, 5)).is_none());
+        assert!(acc.self_at(1, (6, 8)).is_none()); // a.l2 is 8x8: never upsampled
+        assert!(acc.self_at(layers.len(), (8, 8)).is_none());
+        // One resolution throughout: nothing extra.
+        let flat = vec![spec("a", "x", 2, 3, 3), spec("b", "y", 4, 3, 3)];
+        assert!(MomentAccumulator::new(flat).unwrap().resampled.is_empty());
     }
 
     #[test]
@@ -1022,11 +1177,24 @@ mod tests {
         let path = dir.path().join("moments.safetensors");
         acc.save(&path).unwrap();
         let back = MomentAccumulator::load(&path).unwrap();
-        assert_eq!(back, acc);
+        assert!(!acc.resampled.is_empty() && acc.resampled[0].count() > 0.0);
+        assert_eq!(back, acc); // includes the upsampled self co-moments
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
             1,
             "no temporary file left"
+        );
+        let bytes = std::fs::read(&path).unwrap();
+        let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
+        assert_eq!(
+            names,
+            acc.keyed().count() * 3 + 3 * acc.pairs.iter().filter(|m| m.p != m.q).count()
+        );
+        assert!(
+            SafeTensors::deserialize(&bytes)
+                .unwrap()
+                .tensor("resampled.0.6x4.cross")
+                .is_ok()
         );
 
         let bytes = std::fs::read(&path).unwrap();
@@ -1043,6 +1211,48 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
     }
 
+    /// Rewrites a moments file as format version 1: no `resampled.*` tensors, old version number.
+    fn downgrade_to_v1(from: &Path, to: &Path) {
+        let bytes = std::fs::read(from).unwrap();
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut header: FileHeader =
+            serde_json::from_str(&meta.metadata().as_ref().unwrap()[HEADER_KEY]).unwrap();
+        header.format_version = 1;
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let tensors: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("resampled."))
+            .collect();
+        let meta = HashMap::from([(
+            HEADER_KEY.to_string(),
+            serde_json::to_string(&header).unwrap(),
+        )]);
+        std::fs::write(to, safetensors::serialize(tensors, Some(meta)).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn version_1_files_load_only_without_mixed_resolutions() {
+        let dir = tempfile::tempdir().unwrap();
+        let (new, old) = (dir.path().join("v2"), dir.path().join("old-v1.safetensors"));
+        // One resolution throughout: version 1 holds everything.
+        let flat = vec![spec("a", "x", 2, 3, 3), spec("b", "y", 3, 3, 3)];
+        let acc = accumulate(&flat, &random_batches(&flat, &[4], 3));
+        acc.save(&new).unwrap();
+        downgrade_to_v1(&new, &old);
+        assert_eq!(MomentAccumulator::load(&old).unwrap(), acc);
+        // Mixed resolutions: the upsampled self co-moments are missing.
+        let layers = layers();
+        let acc = accumulate(&layers, &random_batches(&layers, &[2], 3));
+        acc.save(&new).unwrap();
+        downgrade_to_v1(&new, &old);
+        let err = MomentAccumulator::load(&old).unwrap_err().to_string();
+        assert!(
+            err.contains("old-v1.safetensors") && err.contains("version 1"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn constant_unit_has_zero_second_moments() {
         let layers = vec![spec("a", "x", 2, 2, 3), spec("b", "y", 1, 4, 4)];
@@ -1052,6 +1262,43 @@ mod tests {
         let b = acc.block(0, 1).unwrap();
         assert!(b.m2_p[1].abs() < 1e-20 && b.cross[[1, 0]].abs() < 1e-12);
         assert_close(b.mean_p[1], f64::from(0.1f32), 1e-14, "constant mean");
+    }
+
+    /// Wall time of `add_batch` on the realistic layout (A and B each 128@16x16, 64@32x32,
+    /// 1@32x32; batch 100). Run with
+    /// `cargo test --release --lib stats::tests::add_batch_timing -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "timing only; run in release"]
+    fn add_batch_timing() {
+        let mut layers = Vec::new();
+        for net in ["a", "b"] {
+            layers.push(spec(net, "block1", 128, 16, 16));
+            layers.push(spec(net, "block2", 64, 32, 32));
+            layers.push(spec(net, "out", 1, 32, 32));
+        }
+        let mut rng = Rng(1);
+        let batch: Vec<Array4<f32>> = layers
+            .iter()
+            .map(|l| {
+                Array4::from_shape_fn((100, l.channels, l.height, l.width), |_| {
+                    rng.uniform() as f32
+                })
+            })
+            .collect();
+        let views: Vec<_> = batch.iter().map(|a| a.view()).collect();
+        let mut acc = MomentAccumulator::new(layers).unwrap();
+        acc.add_batch(&views).unwrap(); // warm-up
+        let reps = 5;
+        let t0 = std::time::Instant::now();
+        for _ in 0..reps {
+            acc.add_batch(&views).unwrap();
+        }
+        let per = t0.elapsed().as_secs_f64() / f64::from(reps);
+        eprintln!(
+            "add_batch (batch 100, {} threads, {} upsampled self co-moments): {per:.3} s per batch",
+            rayon::current_num_threads(),
+            acc.resampled.len()
+        );
     }
 
     proptest! {

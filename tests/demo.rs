@@ -37,6 +37,15 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
     // Different seeds: the two GANs are different networks, so no entry is a perfect match.
     assert!(table.values.iter().all(|v| v.abs() < 1.0 - 1e-6));
     let first = std::fs::read(out.join("compare/table.npy")).unwrap();
+    for f in [
+        "matches.csv",
+        "assignment.csv",
+        "buddies.csv",
+        "matching.json",
+    ] {
+        assert!(out.join("compare").join(f).exists(), "{f}");
+    }
+    assert_eq!(s.matches.assignment.pairs.len(), 25);
 
     let err = run_demo(&cfg, &out, StartMode::Fresh, &device, &|_| {}).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
