@@ -202,27 +202,40 @@ fn read_torch_zip(path: &Path) -> Result<BTreeMap<String, Entry>, String> {
     let mut out = BTreeMap::new();
     for (name, t) in reader.tensors() {
         let raw = t.read().map_err(|e| format!("tensor `{name}`: {e}"))?;
-        let data = match t.dtype() {
-            DType::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            DType::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            DType::I64 => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+        let kind = match t.dtype() {
+            DType::F32 => RawKind::F32,
+            DType::F64 => RawKind::F64,
+            DType::I64 => RawKind::I64,
             other => return Err(format!("tensor `{name}` has unsupported dtype {other:?}")),
         };
+        let data = decode_le(&raw, kind);
         out.insert(name.clone(), (t.shape().to_vec(), data));
     }
     Ok(out)
 }
 
 type Meta = HashMap<String, String>;
+
+/// Element types a checkpoint tensor may be stored in.
+#[derive(Clone, Copy)]
+enum RawKind {
+    F32,
+    F64,
+    I64,
+}
+
+/// Little-endian bytes to f32 values (f64 rounded, i64 converted; a trailing partial element,
+/// which the readers never produce, is ignored).
+fn decode_le(raw: &[u8], kind: RawKind) -> Vec<f32> {
+    let width = if matches!(kind, RawKind::F32) { 4 } else { 8 };
+    raw.chunks_exact(width)
+        .map(|c| match kind {
+            RawKind::F32 => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            RawKind::F64 => f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32,
+            RawKind::I64 => i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32,
+        })
+        .collect()
+}
 
 fn read_safetensors(bytes: &[u8]) -> Result<(BTreeMap<String, Entry>, Meta), String> {
     use safetensors::{Dtype, SafeTensors};
@@ -232,21 +245,13 @@ fn read_safetensors(bytes: &[u8]) -> Result<(BTreeMap<String, Entry>, Meta), Str
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let raw = view.data();
-        let data: Vec<f32> = match view.dtype() {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                .collect(),
-            Dtype::F64 => raw
-                .chunks_exact(8)
-                .map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
-            Dtype::I64 => raw
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32)
-                .collect(),
+        let kind = match view.dtype() {
+            Dtype::F32 => RawKind::F32,
+            Dtype::F64 => RawKind::F64,
+            Dtype::I64 => RawKind::I64,
             other => return Err(format!("tensor `{name}` has unsupported dtype {other:?}")),
         };
+        let data = decode_le(raw, kind);
         out.insert(name, (view.shape().to_vec(), data));
     }
     Ok((out, meta))
