@@ -152,6 +152,17 @@ pub struct CompareArgs {
     /// BatchNorm eps for PyTorch checkpoints, which do not record it.
     #[arg(long, default_value_t = 0.8)]
     pub bn_eps: f64,
+    /// Null models to test against, comma-separated: random-init (untrained generators of B's
+    /// architecture, seed 1000003 + draw), permuted-z (B's samples permuted within each z batch,
+    /// seed 2000003 + draw). Writes significance.json; not allowed with --shard.
+    #[arg(long)]
+    pub null: Option<String>,
+    /// Draws per null model D (the smallest p-value is 1 / (1 + D)).
+    #[arg(long, default_value_t = 5)]
+    pub null_draws: usize,
+    /// Level at which matched unit pairs are flagged significant (max-statistic correction).
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,

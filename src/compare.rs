@@ -3,6 +3,7 @@
 //! `compare(&CompareConfig { .. }, out_dir, &device, &mut |event| ..)` writes a self-describing
 //! folder (table.npy, units_*.csv, stats.safetensors, summary.json, run.json); `merge(dirs, out)`
 //! combines shard folders written with `shard: Some((k, n))` into the same outputs.
+//! `compare_with_nulls` adds null models and significance.json (see [`crate::null`]).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +16,10 @@ use crate::checkpoint::{CheckpointError, load_generator};
 use crate::cka;
 use crate::fsutil::{sha256_file, versions};
 use crate::model::{Generator, ModelConfig};
+use crate::null::{
+    NullAccumulators, NullKind, NullOptions, layer_pair_significance, permuted_acts,
+    random_init_seed, significance_json,
+};
 use crate::similarity::{Measure, SimilarityTable, UnitInfo, cross_table, summarize};
 use crate::stats::{LayerSpec, MomentAccumulator, StatsError};
 use crate::unroll::{UnrollError, ZSource, unroll_generator};
@@ -159,6 +164,20 @@ pub fn compare(
     device: &Device,
     progress: &mut dyn FnMut(CompareEvent),
 ) -> Result<CompareSummary, CompareError> {
+    compare_with_nulls(cfg, &NullOptions::none(), out, device, progress)
+}
+
+/// [`compare`] plus null models (see [`crate::null`]): every draw of every null keeps its own
+/// accumulator (A's layers, then the null-B layers), fed with the same z batches; the folder
+/// gets significance.json. Nulls cannot be combined with shards yet (the null accumulators are
+/// not written into shard folders, so `merge` could not test significance): that is an error.
+pub fn compare_with_nulls(
+    cfg: &CompareConfig,
+    nulls: &NullOptions,
+    out: &Path,
+    device: &Device,
+    progress: &mut dyn FnMut(CompareEvent),
+) -> Result<CompareSummary, CompareError> {
     if let Some((k, n)) = cfg.shard
         && (n == 0 || k >= n)
     {
@@ -166,6 +185,14 @@ pub fn compare(
             "bad shard {k}/{n}: need 0 <= k < n"
         )));
     }
+    if nulls.enabled() && cfg.shard.is_some() {
+        return Err(CompareError::Config(
+            "--null cannot be combined with --shard yet: null accumulators are not written into \
+             shard folders, so merge could not test significance; run the null models without --shard"
+                .into(),
+        ));
+    }
+    nulls.validate().map_err(CompareError::Config)?;
     if cfg.layers.is_empty() {
         return Err(CompareError::Config("no layers selected".into()));
     }
@@ -181,7 +208,21 @@ pub fn compare(
         measure: cfg.measure,
         layers: cfg.layers.clone(),
     };
-    let mut acc = MomentAccumulator::new(layer_specs(&ga, &gb, &cfg.layers))?;
+    let specs = layer_specs(&ga, &gb, &cfg.layers);
+    let mut acc = MomentAccumulator::new(specs.clone())?;
+    let mut null_accs = nulls
+        .kinds
+        .iter()
+        .map(|&k| NullAccumulators::new(k, nulls.draws, &specs))
+        .collect::<Result<Vec<_>, _>>()?;
+    // Random-init null: untrained generators with B's architecture, seed 1_000_003 + d.
+    let random_b: Vec<Generator> = if nulls.kinds.contains(&NullKind::RandomInit) {
+        (0..nulls.draws)
+            .map(|d| Generator::new(&mb, random_init_seed(d), device))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let batches: Vec<usize> = (0..cfg.z.batches())
         .filter(|i| cfg.shard.is_none_or(|(k, n)| i % n == k))
         .collect();
@@ -194,10 +235,22 @@ pub fn compare(
     let mut done = 0;
     for &i in &batches {
         let z = cfg.z.batch(i);
-        let mut acts = unroll_generator(&ga, &z, &cfg.layers, device);
-        acts.extend(unroll_generator(&gb, &z, &cfg.layers, device));
-        let views: Vec<ArrayView4<f32>> = acts.iter().map(|a| a.view()).collect();
+        let acts_a = unroll_generator(&ga, &z, &cfg.layers, device);
+        let acts_b = unroll_generator(&gb, &z, &cfg.layers, device);
+        let views: Vec<ArrayView4<f32>> = acts_a.iter().chain(&acts_b).map(|a| a.view()).collect();
         acc.add_batch(&views)?;
+        for na in &mut null_accs {
+            match na.kind {
+                NullKind::PermutedZ => {
+                    na.add_batch(&acts_a, &mut |d| permuted_acts(&acts_b, d, i))?;
+                }
+                NullKind::RandomInit => {
+                    na.add_batch(&acts_a, &mut |d| {
+                        unroll_generator(&random_b[d], &z, &cfg.layers, device)
+                    })?;
+                }
+            }
+        }
         done += z.len() / 100;
         progress(CompareEvent::Batch {
             samples_done: done,
@@ -210,7 +263,8 @@ pub fn compare(
         "samples_per_s": done as f64 / seconds.max(1e-9),
         "threads": rayon::current_num_threads(),
     });
-    let table = write_outputs(&acc, &inputs, cfg.shard, out, timing)?;
+    let null = nulls.enabled().then_some((nulls, null_accs.as_slice()));
+    let table = write_outputs(&acc, &inputs, cfg.shard, out, timing, null)?;
     Ok(CompareSummary {
         table,
         samples: acc.count(),
@@ -233,6 +287,7 @@ fn write_outputs(
     shard: Option<(usize, usize)>,
     out: &Path,
     timing: serde_json::Value,
+    null: Option<(&NullOptions, &[NullAccumulators])>,
 ) -> Result<Option<SimilarityTable>, CompareError> {
     let parent = out
         .parent()
@@ -254,6 +309,22 @@ fn write_outputs(
             let table = cross_table(acc, inputs.measure);
             write_table_files(&table, &tmp)?;
             write_layer_files(acc, &tmp)?;
+            if let Some((opts, accs)) = null {
+                let results: Vec<_> = accs
+                    .iter()
+                    .map(|na| {
+                        let tables = na.tables(inputs.measure);
+                        (
+                            na.kind,
+                            layer_pair_significance(&table, &tables, opts.alpha),
+                        )
+                    })
+                    .collect();
+                write_json(
+                    &tmp.join("significance.json"),
+                    &significance_json(opts, &results),
+                )?;
+            }
             Some(table)
         } else {
             None
@@ -401,7 +472,7 @@ pub fn merge(dirs: &[PathBuf], out: &Path, force: bool) -> Result<CompareSummary
     }
     let timing =
         serde_json::json!({"merge_seconds": t0.elapsed().as_secs_f64(), "merged_from": dirs});
-    let table = write_outputs(&acc, &inputs, None, out, timing)?;
+    let table = write_outputs(&acc, &inputs, None, out, timing, None)?;
     Ok(CompareSummary {
         table,
         samples: acc.count(),

@@ -11,6 +11,7 @@ pub mod device;
 pub mod fsutil;
 pub mod matching;
 pub mod model;
+pub mod null;
 pub mod render;
 pub mod similarity;
 pub mod stats;

@@ -16,6 +16,7 @@ use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
 use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::ModelConfig;
+use unitmatch::null::{NullOptions, parse_null_list};
 use unitmatch::similarity::Measure;
 use unitmatch::train::{self, StartMode, TrainConfig, TrainEvent};
 use unitmatch::unroll::{ZSource, parse_layers};
@@ -312,13 +313,30 @@ fn cmd_compare(a: CompareArgs, kind: DeviceKind, show: bool) -> Result<()> {
         default_bn_eps: a.bn_eps,
         force: a.force,
     };
-    let s = compare_with_progress(&cfg, &a.out, &device, show)?;
+    let nulls = match &a.null {
+        Some(list) => NullOptions {
+            kinds: parse_null_list(list).map_err(|e| anyhow::anyhow!("--null: {e}"))?,
+            draws: a.null_draws,
+            alpha: a.alpha,
+        },
+        None => NullOptions::none(),
+    };
+    let s = compare_with_progress(&cfg, &nulls, &a.out, &device, show)?;
     report_compare(&a.out, &s);
+    if nulls.enabled() {
+        println!(
+            "  significance.json: {} null model(s) x {} draws (smallest attainable p {:.3})",
+            nulls.kinds.len(),
+            nulls.draws,
+            nulls.min_attainable_p()
+        );
+    }
     Ok(())
 }
 
 fn compare_with_progress(
     cfg: &CompareConfig,
+    nulls: &NullOptions,
     out: &Path,
     device: &burn::tensor::Device,
     show: bool,
@@ -334,7 +352,7 @@ fn compare_with_progress(
         )
         .expect("valid template"),
     );
-    let s = compare::compare(cfg, out, device, &mut |e| match e {
+    let s = compare::compare_with_nulls(cfg, nulls, out, device, &mut |e| match e {
         CompareEvent::Start { samples, .. } => bar.set_length(samples as u64),
         CompareEvent::Batch {
             samples_done,
