@@ -3,7 +3,7 @@
 
 demo:
 	./scripts/ensure-data.sh
-	cargo run --release -- demo
+	cargo run --release -- demo --resume
 
 test:
 	./scripts/ensure-data.sh
