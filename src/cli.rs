@@ -28,7 +28,7 @@ pub struct Cli {
 pub enum Command {
     /// Train one DCGAN on Fashion-MNIST into a run folder (METHOD.md section 1).
     Train(TrainArgs),
-    /// Train GAN A (seed 0) and GAN B (seed 1) with the demo preset into runs/demo/.
+    /// Train GAN A (seed 0) and GAN B (seed 1) with the demo preset, compare and match them (runs/demo/).
     Demo(DemoArgs),
     /// Score every unit of generator A against every unit of generator B on the same z.
     Compare(CompareArgs),

@@ -157,33 +157,7 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
         .collect();
     let progress = |e: DemoEvent| match e {
         DemoEvent::Train(name, ev) => {
-            let bar = &bars[usize::from(name == "gan-b")];
-            match ev {
-                TrainEvent::EpochStart {
-                    epoch,
-                    epochs,
-                    iters,
-                } => {
-                    bar.set_length(iters as u64);
-                    bar.set_position(0);
-                    bar.set_prefix(format!("{name} epoch {epoch}/{epochs}"));
-                }
-                TrainEvent::Iteration {
-                    iter,
-                    g_loss,
-                    d_loss,
-                    img_per_s,
-                } => {
-                    bar.set_position(iter as u64);
-                    bar.set_message(format!("G {g_loss:.3} D {d_loss:.3} {img_per_s:.0} img/s"));
-                }
-                TrainEvent::EpochEnd(s) => {
-                    let _ = multi.println(format!(
-                        "{name} epoch {}: G {:.4} D {:.4} {:.0} img/s",
-                        s.epoch, s.g_loss, s.d_loss, s.img_per_s
-                    ));
-                }
-            }
+            show_train_event(&bars[usize::from(name == "gan-b")], &format!("{name} "), ev)
         }
         DemoEvent::Compare(CompareEvent::Start { samples, .. }) => {
             bars[2].set_length(samples as u64)
@@ -243,9 +217,17 @@ fn train_with_progress(
         )
         .expect("valid template"),
     );
-    let label = label.to_string();
-    let mut epoch_info = String::new();
-    let summary = train::train(cfg, out, mode, device, &mut |event| match event {
+    let summary = train::train(cfg, out, mode, device, &mut |event| {
+        show_train_event(&bar, label, event)
+    })
+    .with_context(|| format!("training into {}", out.display()))?;
+    bar.finish_and_clear();
+    Ok(summary)
+}
+
+/// Shows one training event on `bar`; finished epochs are printed above the bars as a line.
+fn show_train_event(bar: &ProgressBar, label: &str, event: TrainEvent) {
+    match event {
         TrainEvent::EpochStart {
             epoch,
             epochs,
@@ -253,8 +235,7 @@ fn train_with_progress(
         } => {
             bar.set_length(iters as u64);
             bar.set_position(0);
-            epoch_info = format!("epoch {epoch}/{epochs}");
-            bar.set_prefix(format!("{label}{epoch_info} "));
+            bar.set_prefix(format!("{label}epoch {epoch}/{epochs} "));
         }
         TrainEvent::Iteration {
             iter,
@@ -271,10 +252,7 @@ fn train_with_progress(
                 s.epoch, s.g_loss, s.d_loss, s.d_real_acc, s.d_fake_acc, s.img_per_s
             ));
         }
-    })
-    .with_context(|| format!("training into {}", out.display()))?;
-    bar.finish_and_clear();
-    Ok(summary)
+    }
 }
 
 /// Parses `k/n`.
