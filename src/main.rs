@@ -206,16 +206,9 @@ fn train_with_progress(
     show: bool,
     label: &str,
 ) -> Result<train::TrainSummary> {
-    let bar = if show {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{prefix}[{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
-        )
-        .expect("valid template"),
+    let bar = progress_bar(
+        show,
+        "{prefix}[{elapsed_precise}] {bar:30} {pos}/{len} {msg} (ETA {eta})",
     );
     let summary = train::train(cfg, out, mode, device, &mut |event| {
         show_train_event(&bar, label, event)
@@ -223,6 +216,16 @@ fn train_with_progress(
     .with_context(|| format!("training into {}", out.display()))?;
     bar.finish_and_clear();
     Ok(summary)
+}
+
+/// A progress bar with `template`, or a hidden one when progress is not shown.
+fn progress_bar(show: bool, template: &str) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(template).expect("valid template"));
+    bar
 }
 
 /// Shows one training event on `bar`; finished epochs are printed above the bars as a line.
@@ -319,16 +322,9 @@ fn compare_with_progress(
     device: &burn::tensor::Device,
     show: bool,
 ) -> Result<CompareSummary> {
-    let bar = if show {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template(
-            "compare [{elapsed_precise}] {bar:30} {pos}/{len} z {msg} (ETA {eta})",
-        )
-        .expect("valid template"),
+    let bar = progress_bar(
+        show,
+        "compare [{elapsed_precise}] {bar:30} {pos}/{len} z {msg} (ETA {eta})",
     );
     let s = compare::compare_with_nulls(cfg, nulls, out, device, &mut |e| match e {
         CompareEvent::Start { samples, .. } => bar.set_length(samples as u64),
