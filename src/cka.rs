@@ -29,8 +29,11 @@
 //! `1^T K~ 1 = -sum_r a_r = -||X||_F^2`, `(K~ 1)_r = -a_r`, `1^T K~ L~ 1 = sum_r a_r b_r`, so
 //! `n(n-3) HSIC_u = ||X^T Y||_F^2 - n/(n-2) sum_r a_r b_r + ||X||_F^2 ||Y||_F^2 / ((n-1)(n-2))`
 //! and debiased CKA `= HSIC_u(K, L) / sqrt(HSIC_u(K, K) HSIC_u(L, L))` ([`HsicSums`]). The row
-//! sums `sum a b`, `sum a^2`, `sum b^2` are not accumulated by `stats`, so
-//! [`LayerCka::debiased`] is `null` for now; [`debiased_cka_from_sums`] is ready for them.
+//! sums `sum a b` (the pair's), `sum a^2` and `sum b^2` (each layer's self entry at the pair's
+//! resolution) come from `stats` ([`crate::stats::CoMoments::row_products`]), which keeps them
+//! exact under streaming and merging; statistics files older than format 3 lack them and give
+//! `null` with a note. With `N` in the millions the correction is small: debiased and linear
+//! CKA differ mostly for nearly independent layers, where the biased value sits above 0.
 //!
 //! # Redundancy
 //! Per layer of one network, from its native self co-moment: `|r_ij|` between live units (dead
@@ -50,9 +53,9 @@ use crate::stats::{CoMoments, MomentAccumulator};
 /// Default `|r|` threshold of [`redundancy`].
 pub const DEFAULT_TAU: f64 = 0.9;
 
-/// Why [`LayerCka::debiased`] is `null`: the accumulator lacks the per-row sums.
+/// Why [`LayerCka::debiased`] is `null` for statistics from older files.
 const DEBIASED_NOTE: &str = "debiased CKA needs sum_r |x_r|^2 |y_r|^2, sum_r |x_r|^4 and \
-     sum_r |y_r|^4 over centred rows, which the accumulator does not collect";
+     sum_r |y_r|^4 over centred rows, which this statistics file (format version < 3) lacks";
 
 /// Squared Frobenius norm.
 fn fro2(m: ArrayView2<f64>) -> f64 {
@@ -222,7 +225,8 @@ pub struct LayerCka {
     /// Linear CKA in `[0, 1]`; `None` only when a layer has no variance or nothing was counted
     /// (see `note`).
     pub linear: Option<f64>,
-    /// Debiased linear CKA; `None` when not computable from the stored moments (see `note`).
+    /// Debiased linear CKA (can be slightly negative); `None` when linear CKA is, or when the
+    /// statistics lack the row sums (see `note`).
     pub debiased: Option<f64>,
     /// Why a value is missing.
     pub note: Option<String>,
@@ -257,6 +261,22 @@ fn pair_cka(acc: &MomentAccumulator, p: usize, q: usize) -> LayerCka {
     } else {
         None
     };
+    let debiased = match (block.row_products, sp.row_products, sq.row_products) {
+        (Some(row_pq), Some(row_pp), Some(row_qq)) if linear.is_some() => {
+            let sums = HsicSums {
+                cross_fro2: fro2(block.cross),
+                self_p_fro2: fro2(sp.cross),
+                self_q_fro2: fro2(sq.cross),
+                norm2_p: sp.m2_p.sum(),
+                norm2_q: sq.m2_p.sum(),
+                row_pq,
+                row_pp,
+                row_qq,
+            };
+            Some(debiased_cka_from_sums(&sums, block.count)).filter(|v| v.is_finite())
+        }
+        _ => None,
+    };
     if block.count == 0.0 {
         notes.push("linear CKA undefined: no samples".to_string());
     } else if linear.is_none() {
@@ -269,7 +289,11 @@ fn pair_cka(acc: &MomentAccumulator, p: usize, q: usize) -> LayerCka {
             "linear CKA undefined: no variance in {which} at {h}x{w}"
         ));
     }
-    notes.push(DEBIASED_NOTE.to_string());
+    if block.row_products.is_none() {
+        notes.push(DEBIASED_NOTE.to_string());
+    } else if linear.is_some() && debiased.is_none() {
+        notes.push("debiased CKA undefined: fewer than 4 rows".to_string());
+    }
     LayerCka {
         layer_p: lp.name.clone(),
         network_p: lp.network.clone(),
@@ -277,8 +301,8 @@ fn pair_cka(acc: &MomentAccumulator, p: usize, q: usize) -> LayerCka {
         network_q: lq.network.clone(),
         resolution: (h, w),
         linear,
-        debiased: None,
-        note: Some(notes.join("; ")),
+        debiased,
+        note: (!notes.is_empty()).then(|| notes.join("; ")),
     }
 }
 
@@ -500,16 +524,26 @@ mod tests {
                     layers[p].width.max(layers[q].width)
                 )
             );
-            assert_eq!(r.debiased, None);
-            let note = r.note.as_deref().unwrap();
-            assert!(
-                note.contains("debiased") && !note.contains("linear"),
-                "{note}"
-            );
+            assert_eq!(r.note, None);
             // Rows at the common resolution, each layer upsampled independently of `stats`.
-            let want = cka_loops(
-                &naive_rows(&batches, p, h, w, &|_, v| v),
-                &naive_rows(&batches, q, h, w, &|_, v| v),
+            let (xs, ys) = (
+                naive_rows(&batches, p, h, w, &|_, v| v),
+                naive_rows(&batches, q, h, w, &|_, v| v),
+            );
+            let want = cka_loops(&xs, &ys);
+            // Debiased: the O(n^2) Gram-matrix definition on the same rows.
+            let as_rows = |us: &Vec<Vec<f64>>| {
+                Array2::from_shape_fn((us[0].len(), us.len()), |(r, c)| us[c][r])
+            };
+            let gram = debiased_cka_gram(as_rows(&xs).view(), as_rows(&ys).view());
+            let debiased = r.debiased.unwrap();
+            assert!(
+                (debiased - gram).abs() < 1e-9,
+                "{r:?}: {debiased} vs {gram}"
+            );
+            assert!(
+                debiased < r.linear.unwrap(),
+                "the correction lowers CKA here"
             );
             let got = r.linear.unwrap();
             assert!((got - want).abs() < 1e-9, "{r:?}: {got} vs {want}");
@@ -781,13 +815,18 @@ mod tests {
             text.contains("\"linear\": null") && text.contains("\"debiased\": null"),
             "{text}"
         );
+        assert!(rows.iter().any(|r| r.debiased.is_some()), "{rows:?}");
         let back: Vec<LayerCka> = serde_json::from_str(&text).unwrap();
         assert_eq!(back.len(), 3);
         for (b, r) in back.iter().zip(&rows) {
             assert_eq!(
-                (&b.layer_p, &b.layer_q, b.resolution, b.debiased, &b.note),
-                (&r.layer_p, &r.layer_q, r.resolution, None, &r.note)
+                (&b.layer_p, &b.layer_q, b.resolution, &b.note),
+                (&r.layer_p, &r.layer_q, r.resolution, &r.note)
             );
+            assert_eq!(b.debiased.is_some(), r.debiased.is_some());
+            if let (Some(u), Some(v)) = (b.debiased, r.debiased) {
+                assert!((u - v).abs() < 1e-15, "{u} vs {v}");
+            }
             if let (Some(u), Some(v)) = (b.linear, r.linear) {
                 assert!((u - v).abs() < 1e-15, "{u} vs {v}");
             } else {
@@ -810,138 +849,5 @@ mod tests {
                 "{note}"
             );
         }
-    }
-
-    /// The streaming state proposed for `stats` (per pair at its common resolution; a layer
-    /// paired with itself gives the `sum a^2` terms), rows centred at the running means:
-    /// `c = sum x~ y~^T`, `a = sum |x~|^2`, `b = sum |y~|^2`, `t = sum |x~|^2 |y~|^2`,
-    /// `g = sum |x~|^2 y~`, `h = sum |y~|^2 x~`.
-    struct RowMoments {
-        n: f64,
-        mu: Array1<f64>,
-        nu: Array1<f64>,
-        c: Array2<f64>,
-        a: f64,
-        b: f64,
-        t: f64,
-        g: Array1<f64>,
-        h: Array1<f64>,
-    }
-
-    impl RowMoments {
-        fn from_rows(x: ArrayView2<f64>, y: ArrayView2<f64>) -> Self {
-            let (xc, yc) = (centred(x), centred(y));
-            let a = xc.map_axis(Axis(1), |r| r.dot(&r));
-            let b = yc.map_axis(Axis(1), |r| r.dot(&r));
-            RowMoments {
-                n: x.nrows() as f64,
-                mu: x.mean_axis(Axis(0)).unwrap(),
-                nu: y.mean_axis(Axis(0)).unwrap(),
-                c: xc.t().dot(&yc),
-                a: a.sum(),
-                b: b.sum(),
-                t: a.dot(&b),
-                g: yc.t().dot(&a),
-                h: xc.t().dot(&b),
-            }
-        }
-
-        /// Re-centres at `mu + d`, `nu + e` (the order of the updates matters: old values).
-        fn shift(&mut self, d: &Array1<f64>, e: &Array1<f64>) {
-            let (dd, ee, n) = (d.dot(d), e.dot(e), self.n);
-            self.t += -2.0 * e.dot(&self.g) - 2.0 * d.dot(&self.h)
-                + ee * self.a
-                + dd * self.b
-                + 4.0 * d.dot(&self.c.dot(e))
-                + n * dd * ee;
-            self.g = &self.g - &(e * (self.a + n * dd)) - &(self.c.t().dot(d) * 2.0);
-            self.h = &self.h - &(d * (self.b + n * ee)) - &(self.c.dot(e) * 2.0);
-            self.a += n * dd;
-            self.b += n * ee;
-            let (dc, er) = (d.view().insert_axis(Axis(1)), e.view().insert_axis(Axis(0)));
-            self.c = &self.c + &(dc.dot(&er) * n);
-            self.mu = &self.mu + d;
-            self.nu = &self.nu + e;
-        }
-
-        fn merge(mut self, mut other: Self) -> Self {
-            let n = self.n + other.n;
-            let mu = (&self.mu * self.n + &other.mu * other.n) / n;
-            let nu = (&self.nu * self.n + &other.nu * other.n) / n;
-            self.shift(&(&mu - &self.mu), &(&nu - &self.nu));
-            other.shift(&(&mu - &other.mu), &(&nu - &other.nu));
-            RowMoments {
-                n,
-                mu,
-                nu,
-                c: self.c + other.c,
-                a: self.a + other.a,
-                b: self.b + other.b,
-                t: self.t + other.t,
-                g: self.g + other.g,
-                h: self.h + other.h,
-            }
-        }
-    }
-
-    /// Checks the Chan-style merge of the per-row sums that `stats` would need for debiased CKA.
-    #[test]
-    fn proposed_row_sum_merge_is_exact() {
-        let mut rng = ChaCha8Rng::seed_from_u64(21);
-        let x = normal(&mut rng, 37, 3) * 2.0 + 5.0;
-        let y = normal(&mut rng, 37, 2) + x.slice(s![.., ..2]) - 3.0;
-        let close = |u: f64, v: f64| assert!((u - v).abs() <= 1e-9 * (1.0 + v.abs()), "{u} vs {v}");
-        for (p, q) in [(&x, &y), (&x, &x), (&y, &y)] {
-            let whole = RowMoments::from_rows(p.view(), q.view());
-            let parts = [0..11, 11..12, 12..37];
-            let merged = parts
-                .into_iter()
-                .map(|r| RowMoments::from_rows(p.slice(s![r.clone(), ..]), q.slice(s![r, ..])))
-                .reduce(RowMoments::merge)
-                .unwrap();
-            close(merged.n, whole.n);
-            for (u, v) in [
-                (merged.a, whole.a),
-                (merged.b, whole.b),
-                (merged.t, whole.t),
-            ] {
-                close(u, v);
-            }
-            let pairs = [
-                (&merged.mu, &whole.mu),
-                (&merged.nu, &whole.nu),
-                (&merged.g, &whole.g),
-                (&merged.h, &whole.h),
-            ];
-            for (u, v) in pairs {
-                u.iter().zip(v).for_each(|(u, v)| close(*u, *v));
-            }
-            merged
-                .c
-                .iter()
-                .zip(&whole.c)
-                .for_each(|(u, v)| close(*u, *v));
-        }
-        // The merged state feeds HsicSums directly.
-        let (xy, xx, yy) = [(&x, &y), (&x, &x), (&y, &y)]
-            .map(|(p, q)| {
-                let halves = [0..20, 20..37]
-                    .map(|r| RowMoments::from_rows(p.slice(s![r.clone(), ..]), q.slice(s![r, ..])));
-                let [l, r] = halves;
-                l.merge(r)
-            })
-            .into();
-        let sums = HsicSums {
-            cross_fro2: fro2(xy.c.view()),
-            self_p_fro2: fro2(xx.c.view()),
-            self_q_fro2: fro2(yy.c.view()),
-            norm2_p: xy.a,
-            norm2_q: xy.b,
-            row_pq: xy.t,
-            row_pp: xx.t,
-            row_qq: yy.t,
-        };
-        let want = debiased_cka_gram(x.view(), y.view());
-        close(debiased_cka_from_sums(&sums, 37.0), want);
     }
 }

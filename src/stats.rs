@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize};
 
 /// Version of the on-disk layout written by [`MomentAccumulator::save`].
 /// Version 2 added the upsampled self co-moments (`resampled.*` tensors); a version-1 file is
-/// still read when its layout has none.
-pub const FORMAT_VERSION: u32 = 2;
+/// still read when its layout has none. Version 3 added the row sums of debiased CKA
+/// (`*.row_t|row_g|row_h`); older files load without them (debiased CKA is then `null`).
+pub const FORMAT_VERSION: u32 = 3;
 /// Metadata key (safetensors header) holding the JSON [`FileHeader`].
 const HEADER_KEY: &str = "unitmatch.moments";
 /// Upsampled, centred activations kept in memory at once by `add_batch` (bytes, approximate):
@@ -177,6 +178,83 @@ pub struct PairMoments {
     /// `(mean_q, m2_p, m2_q)`; `None` when `p == q`.
     sides: Option<(Array1<f64>, Array1<f64>, Array1<f64>)>,
     cross: Array2<f64>,
+    /// Fourth-order row sums for debiased CKA; `None` when loaded from a file that predates
+    /// them (format version < 3).
+    rows: Option<RowSums>,
+}
+
+/// Row sums over the centred rows of a pair that debiased CKA needs beyond the co-moments:
+/// with `x_r`, `y_r` the centred rows of `p` and `q` and `a_r = |x_r|^2`, `b_r = |y_r|^2`,
+/// - `t = sum_r a_r b_r` (for `p == q`, `sum_r |x_r|^4`);
+/// - `g = sum_r y_r a_r`, `[Cq]`, and `h = sum_r x_r b_r`, `[Cp]`, needed only to re-centre
+///   `t` when the means move (Chan-style merges).
+///
+/// Re-centring at `mean_p + d`, `mean_q + e` (`x' = x - d`, `y' = y - e`; `C` the cross
+/// co-moment, `A = sum a_r`, `B = sum b_r`, `n` rows; all sums of `x`, `y` are 0):
+/// `t' = t - 2 e.g - 2 d.h + |e|^2 A + |d|^2 B + 4 d^T C e + n |d|^2 |e|^2`,
+/// `g' = g - e (A + n |d|^2) - 2 C^T d`, `h' = h - d (B + n |e|^2) - 2 C e`.
+#[derive(Debug, Clone, PartialEq)]
+struct RowSums {
+    t: f64,
+    g: Array1<f64>,
+    h: Array1<f64>,
+}
+
+impl RowSums {
+    fn zeros(cp: usize, cq: usize) -> Self {
+        RowSums {
+            t: 0.0,
+            g: Array1::zeros(cq),
+            h: Array1::zeros(cp),
+        }
+    }
+
+    /// The sums re-centred by `d` (p side) and `e` (q side); `cross`, `a`, `b` and `n` are the
+    /// co-moment, `sum m2_p`, `sum m2_q` and row count at the *old* centre.
+    fn shifted(
+        &self,
+        cross: ArrayView2<f64>,
+        (a, b, n): (f64, f64, f64),
+        d: ArrayView1<f64>,
+        e: ArrayView1<f64>,
+    ) -> Self {
+        let (dd, ee) = (d.dot(&d), e.dot(&e));
+        let ce = cross.dot(&e);
+        let ctd = cross.t().dot(&d);
+        RowSums {
+            t: self.t - 2.0 * e.dot(&self.g) - 2.0 * d.dot(&self.h)
+                + ee * a
+                + dd * b
+                + 4.0 * d.dot(&ce)
+                + n * dd * ee,
+            g: &self.g - &(&e * (a + n * dd)) - &(ctd * 2.0),
+            h: &self.h - &(&d * (b + n * ee)) - &(ce * 2.0),
+        }
+    }
+
+    /// One batch's sums taken directly about the new centre: `sq_p[r] = |x_r - d|^2` and
+    /// `sq_q[r] = |y_r - e|^2` are the rows' squared norms there, `xc`/`yc` the batch-centred
+    /// data `[C, rows]`, `d`/`e` the new centre minus the batch means.
+    fn direct(
+        (xc, sq_p, d): (ArrayView2<f64>, &[f64], ArrayView1<f64>),
+        (yc, sq_q, e): (ArrayView2<f64>, &[f64], ArrayView1<f64>),
+    ) -> Self {
+        let (sp, sq) = (ArrayView1::from(sq_p), ArrayView1::from(sq_q));
+        RowSums {
+            t: sp.dot(&sq),
+            g: yc.dot(&sp) - &(&e * sp.sum()),
+            h: xc.dot(&sq) - &(&d * sq.sum()),
+        }
+    }
+
+    /// The sums of two disjoint row sets about the same centre.
+    fn plus(self, other: Self) -> Self {
+        RowSums {
+            t: self.t + other.t,
+            g: self.g + other.g,
+            h: self.h + other.h,
+        }
+    }
 }
 
 impl PairMoments {
@@ -197,6 +275,7 @@ impl PairMoments {
             mean_p: Array1::zeros(cp),
             sides,
             cross: Array2::zeros((cp, cq)),
+            rows: Some(RowSums::zeros(cp, cq)),
         }
     }
 
@@ -253,7 +332,33 @@ impl PairMoments {
             } else {
                 self.cross()
             },
+            row_products: self.rows.as_ref().map(|r| r.t),
         }
+    }
+
+    /// `sum m2_p`, `sum m2_q` and the row count: the scalars [`RowSums::shifted`] needs.
+    fn norms(&self) -> (f64, f64, f64) {
+        (self.m2_p().sum(), self.m2_q().sum(), self.count)
+    }
+
+    /// How far the means move when a part with `nb` rows and means `mean_p`, `mean_q` is
+    /// merged in: `(d, e)` for this part and `(d', e')` for the other, each the new mean minus
+    /// that part's mean.
+    fn merge_shifts(
+        &self,
+        nb: f64,
+        mean_p: ArrayView1<f64>,
+        mean_q: ArrayView1<f64>,
+    ) -> [Array1<f64>; 4] {
+        let n = self.count + nb;
+        let dp = &mean_p - &self.mean_p;
+        let dq = &mean_q - &self.mean_q();
+        [
+            &dp * (nb / n),
+            &dq * (nb / n),
+            &dp * (-self.count / n),
+            &dq * (-self.count / n),
+        ]
     }
 
     /// Chan et al.'s pairwise update, after the caller has added the other part's co-moment
@@ -315,6 +420,9 @@ pub struct CoMoments<'a> {
     pub m2_q: ArrayView1<'a, f64>,
     /// `sum_r (x_p - mean_p)(x_q - mean_q)^T`, `[Cp, Cq]`.
     pub cross: ArrayView2<'a, f64>,
+    /// `sum_r |x_p - mean_p|^2 |x_q - mean_q|^2` over the same rows (for debiased CKA); `None`
+    /// when the statistics were loaded from a file that predates it (format version < 3).
+    pub row_products: Option<f64>,
 }
 
 /// One batch's activations of one layer at one resolution, centred: `data` is `[C, rows]`
@@ -561,15 +669,41 @@ impl MomentAccumulator {
                     )
                 })
                 .collect();
+            // Each layer's rows at each resolution, re-centred at the merged mean: their squared
+            // norms are shared by every pair of that layer at that resolution.
+            let centre: HashMap<(usize, usize, usize), (Array1<f64>, Vec<f64>)> = needed
+                .par_iter()
+                .map(|&(l, h, w)| {
+                    let c = &cache[&(l, h, w)];
+                    let run = self
+                        .self_at(l, (h, w))
+                        .expect("every needed (layer, resolution) has self moments");
+                    let n = run.count + c.rows as f64;
+                    let d = (&run.mean_p - &c.mean) * (run.count / n);
+                    let mut sq = vec![0.0; c.rows];
+                    for (unit, &dc) in c.view().outer_iter().zip(&d) {
+                        Zip::from(&mut sq)
+                            .and(unit)
+                            .for_each(|s, &v| *s += (v - dc).powi(2));
+                    }
+                    ((l, h, w), (d, sq))
+                })
+                .collect();
             let all = self
                 .pairs
                 .par_iter_mut()
                 .chain(self.resampled.par_iter_mut());
             all.for_each(|m| {
-                let (a, b) = (
-                    &cache[&(m.p, m.height, m.width)],
-                    &cache[&(m.q, m.height, m.width)],
-                );
+                let (ka, kb) = ((m.p, m.height, m.width), (m.q, m.height, m.width));
+                let (a, b) = (&cache[&ka], &cache[&kb]);
+                if let Some(rows) = &m.rows {
+                    let [d, e, ..] = m.merge_shifts(a.rows as f64, a.mean.view(), b.mean.view());
+                    let old = rows.shifted(m.cross.view(), m.norms(), d.view(), e.view());
+                    let ((dp, sp), (dq, sq)) = (&centre[&ka], &centre[&kb]);
+                    let batch =
+                        RowSums::direct((a.view(), sp, dp.view()), (b.view(), sq, dq.view()));
+                    m.rows = Some(old.plus(batch));
+                }
                 general_mat_mul(1.0, &a.view(), &b.view().t(), 1.0, &mut m.cross);
                 m.chan_update(
                     a.rows as f64,
@@ -597,6 +731,17 @@ impl MomentAccumulator {
             .chain(self.resampled.par_iter_mut())
             .zip(other.pairs.par_iter().chain(&other.resampled))
             .for_each(|(m, o)| {
+                m.rows = match (&m.rows, &o.rows) {
+                    (Some(_), Some(_)) if o.count == 0.0 => m.rows.take(),
+                    (Some(mine), Some(theirs)) => {
+                        let [d, e, d2, e2] = m.merge_shifts(o.count, o.mean_p(), o.mean_q());
+                        let mine = mine.shifted(m.cross.view(), m.norms(), d.view(), e.view());
+                        let theirs =
+                            theirs.shifted(o.cross.view(), o.norms(), d2.view(), e2.view());
+                        Some(mine.plus(theirs))
+                    }
+                    _ => None,
+                };
                 m.cross += &o.cross;
                 m.chan_update(o.count, o.mean_p(), o.mean_q(), (o.m2_p(), o.m2_q()));
             });
@@ -607,7 +752,8 @@ impl MomentAccumulator {
     /// Writes the state to a safetensors file, atomically (temporary file in the same folder, then
     /// rename). Tensors (all F64): `pair.{p}.{q}.{count|mean_p|cross}` and, for `p != q`,
     /// `pair.{p}.{q}.{mean_q|m2_p|m2_q}`; the upsampled self co-moments as
-    /// `resampled.{l}.{H}x{W}.{count|mean_p|cross}`; metadata key `unitmatch.moments` holds the
+    /// `resampled.{l}.{H}x{W}.{count|mean_p|cross}`; each block's debiased-CKA row sums as
+    /// `{block}.{row_t|row_g|row_h}` (see `RowSums`); metadata key `unitmatch.moments` holds the
     /// JSON `{format_version, samples, layers}` ([`FORMAT_VERSION`]).
     pub fn save(&self, path: &Path) -> Result<(), StatsError> {
         let io = |source| StatsError::Io {
@@ -638,6 +784,11 @@ impl MomentAccumulator {
                 put(format!("{key}.mean_q"), vec![mq.len()], mq.to_vec());
                 put(format!("{key}.m2_p"), vec![m2p.len()], m2p.to_vec());
                 put(format!("{key}.m2_q"), vec![m2q.len()], m2q.to_vec());
+            }
+            if let Some(r) = &m.rows {
+                put(format!("{key}.row_t"), vec![1], vec![r.t]);
+                put(format!("{key}.row_g"), vec![r.g.len()], r.g.to_vec());
+                put(format!("{key}.row_h"), vec![r.h.len()], r.h.to_vec());
             }
         }
         let header = FileHeader {
@@ -706,7 +857,7 @@ impl MomentAccumulator {
         let header: FileHeader =
             serde_json::from_str(header).map_err(|e| bad(format!("bad header: {e}")))?;
         let version = header.format_version;
-        if version != FORMAT_VERSION && version != 1 {
+        if !(1..=FORMAT_VERSION).contains(&version) {
             return Err(bad(format!(
                 "format version {version} (expected {FORMAT_VERSION})"
             )));
@@ -762,6 +913,15 @@ impl MomentAccumulator {
                 let m2p = Array1::from(read(format!("{key}.m2_p"), &[cp])?);
                 m.sides = Some((mq, m2p, Array1::from(read(format!("{key}.m2_q"), &[cq])?)));
             }
+            m.rows = if version >= 3 {
+                Some(RowSums {
+                    t: read(format!("{key}.row_t"), &[1])?[0],
+                    g: Array1::from(read(format!("{key}.row_g"), &[cq])?),
+                    h: Array1::from(read(format!("{key}.row_h"), &[cp])?),
+                })
+            } else {
+                None
+            };
         }
         Ok(acc)
     }
@@ -947,6 +1107,13 @@ mod tests {
             for (s, t) in x.cross().iter().zip(y.cross()) {
                 assert_close(*s, *t, tol, "cross");
             }
+            let (Some(rx), Some(ry)) = (&x.rows, &y.rows) else {
+                panic!("row sums missing");
+            };
+            assert_close(rx.t, ry.t, tol, "row t");
+            for (s, t) in rx.g.iter().chain(&rx.h).zip(ry.g.iter().chain(&ry.h)) {
+                assert_close(*s, *t, tol, "row g/h");
+            }
         }
     }
 
@@ -1020,6 +1187,16 @@ mod tests {
                     assert_close(b.mean_q[j], mean(v), 1e-12, "mean_q");
                     assert_close(b.m2_q[j], comoment(v, v), 1e-10, "m2_q");
                 }
+                // Debiased-CKA row sums: sum_r |x_r - mean|^2 |y_r - mean|^2, two-pass.
+                let sq_norms = |xs: &Vec<Vec<f64>>| -> Vec<f64> {
+                    let mu: Vec<f64> = xs.iter().map(|u| mean(u)).collect();
+                    (0..xs[0].len())
+                        .map(|r| xs.iter().zip(&mu).map(|(u, m)| (u[r] - m).powi(2)).sum())
+                        .collect()
+                };
+                let (ap, aq) = (sq_norms(&xp), sq_norms(&xq));
+                let t: f64 = ap.iter().zip(&aq).map(|(u, v)| u * v).sum();
+                assert_close(b.row_products.unwrap(), t, 1e-10, "row products");
                 // Both layers' full self co-moments over the same rows.
                 for (l, xs) in [(p, &xp), (q, &xq)] {
                     let s = acc.self_at(l, (h, w)).unwrap();
@@ -1188,7 +1365,8 @@ mod tests {
         let names = SafeTensors::deserialize(&bytes).unwrap().names().len();
         assert_eq!(
             names,
-            acc.keyed().count() * 3 + 3 * acc.pairs.iter().filter(|m| m.p != m.q).count()
+            // count, mean_p, cross and the three row sums per block; sides for p != q.
+            acc.keyed().count() * 6 + 3 * acc.pairs.iter().filter(|m| m.p != m.q).count()
         );
         assert!(
             SafeTensors::deserialize(&bytes)
@@ -1211,18 +1389,20 @@ mod tests {
         assert!(err.contains("missing"), "{err}");
     }
 
-    /// Rewrites a moments file as format version 1: no `resampled.*` tensors, old version number.
-    fn downgrade_to_v1(from: &Path, to: &Path) {
+    /// Rewrites a moments file as an older format: no `*.row_*` tensors (before version 3) and
+    /// no `resampled.*` tensors (version 1), old version number.
+    fn downgrade(from: &Path, to: &Path, version: u32) {
         let bytes = std::fs::read(from).unwrap();
         let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
         let mut header: FileHeader =
             serde_json::from_str(&meta.metadata().as_ref().unwrap()[HEADER_KEY]).unwrap();
-        header.format_version = 1;
+        header.format_version = version;
         let st = SafeTensors::deserialize(&bytes).unwrap();
         let tensors: Vec<_> = st
             .tensors()
             .into_iter()
-            .filter(|(name, _)| !name.starts_with("resampled."))
+            .filter(|(name, _)| !name.contains(".row_"))
+            .filter(|(name, _)| version > 1 || !name.starts_with("resampled."))
             .collect();
         let meta = HashMap::from([(
             HEADER_KEY.to_string(),
@@ -1232,20 +1412,37 @@ mod tests {
     }
 
     #[test]
-    fn version_1_files_load_only_without_mixed_resolutions() {
+    fn older_files_load_without_what_they_lack() {
         let dir = tempfile::tempdir().unwrap();
         let (new, old) = (dir.path().join("v2"), dir.path().join("old-v1.safetensors"));
         // One resolution throughout: version 1 holds everything.
         let flat = vec![spec("a", "x", 2, 3, 3), spec("b", "y", 3, 3, 3)];
         let acc = accumulate(&flat, &random_batches(&flat, &[4], 3));
         acc.save(&new).unwrap();
-        downgrade_to_v1(&new, &old);
-        assert_eq!(MomentAccumulator::load(&old).unwrap(), acc);
-        // Mixed resolutions: the upsampled self co-moments are missing.
+        downgrade(&new, &old, 1);
+        let mut without_rows = acc.clone();
+        for m in without_rows
+            .pairs
+            .iter_mut()
+            .chain(&mut without_rows.resampled)
+        {
+            m.rows = None;
+        }
+        assert_eq!(MomentAccumulator::load(&old).unwrap(), without_rows);
+        // Version 2 keeps everything but the row sums: debiased CKA is then unavailable.
         let layers = layers();
         let acc = accumulate(&layers, &random_batches(&layers, &[2], 3));
         acc.save(&new).unwrap();
-        downgrade_to_v1(&new, &old);
+        downgrade(&new, &old, 2);
+        let v2 = MomentAccumulator::load(&old).unwrap();
+        assert_eq!(v2.block(0, 1).unwrap().row_products, None);
+        assert_eq!(
+            v2.block(0, 1).unwrap().cross,
+            acc.block(0, 1).unwrap().cross
+        );
+        // Mixed resolutions: the upsampled self co-moments are missing.
+        acc.save(&new).unwrap();
+        downgrade(&new, &old, 1);
         let err = MomentAccumulator::load(&old).unwrap_err().to_string();
         assert!(
             err.contains("old-v1.safetensors") && err.contains("version 1"),
