@@ -34,6 +34,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Match units in a compare folder: best matches, mutual buddies, one-to-one assignment.
     Match(MatchArgs),
+    /// Compare two training runs epoch by epoch on the same z: one compare folder per epoch and
+    /// evolution.csv.
+    Sweep(SweepArgs),
     /// Combine `compare --shard k/n` folders into one comparison (Chan's parallel update).
     Merge(MergeArgs),
     /// Write a generator checkpoint in another layout.
@@ -217,4 +220,50 @@ pub struct MatchArgs {
     /// Number of top pairs to list, overall and per layer pair.
     #[arg(long, default_value_t = 20)]
     pub top: usize,
+}
+
+/// `unitmatch sweep`
+#[derive(Debug, Args)]
+pub struct SweepArgs {
+    /// Training run folder of GAN A (rows), as written by `unitmatch train`.
+    pub run_a: PathBuf,
+    /// Training run folder of GAN B (columns).
+    pub run_b: PathBuf,
+    /// Epochs to compare: `all` (every epoch with a checkpoint in both runs; 0 is the
+    /// initialisation) or a list such as 0,1,2,5.
+    #[arg(long, default_value = "all")]
+    pub epochs: String,
+    /// Number of latent codes per epoch (batch i uses seed 5555 + i; the same z every epoch).
+    #[arg(long, default_value_t = 2000)]
+    pub samples: usize,
+    /// Codes per batch.
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// pearson or seed.
+    #[arg(long, default_value = "pearson")]
+    pub measure: String,
+    /// Layers to compare, comma-separated.
+    #[arg(long, default_value = "block1,block2,out")]
+    pub layers: String,
+    /// Null models per epoch (their z-scores go into evolution.csv), or `none`.
+    #[arg(long, default_value = "random-init,permuted-z")]
+    pub null: String,
+    /// Draws per null model and epoch.
+    #[arg(long, default_value_t = 5)]
+    pub null_draws: usize,
+    /// Level at which matched unit pairs are flagged significant.
+    #[arg(long, default_value_t = 0.05)]
+    pub alpha: f64,
+    /// Rosetta buddies' top k (the buddy counts of evolution.csv).
+    #[arg(long, default_value_t = 5)]
+    pub k: usize,
+    /// BatchNorm eps for PyTorch checkpoints.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
+    /// Output folder (default: `sweep/` beside RUN_A). Rerunning reuses finished epochs.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Delete an existing sweep folder and start over.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -2,17 +2,23 @@
 //!
 //! `run_demo(&DemoConfig::preset(data_dir), out, StartMode::Fresh, &device, &mut |e| ..)` trains
 //! GAN A (seed 0) and GAN B (seed 1) side by side, each on half the CPU threads, then compares
-//! their last generators and matches their units. Rerunning with `StartMode::Resume` reuses finished epochs.
+//! their last generators against two null models ([`DEMO_NULL_DRAWS`] draws each), matches their
+//! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
+//! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders.
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
 use crate::checkpoint::checkpoint_name;
-use crate::compare::{CompareConfig, CompareError, CompareEvent, CompareSummary, compare};
+use crate::compare::{
+    CompareConfig, CompareError, CompareEvent, CompareSummary, compare_with_nulls,
+};
 use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
 use crate::model::GEN_LAYERS;
+use crate::null::{NullKind, NullOptions};
 use crate::similarity::Measure;
+use crate::sweep::{EpochSelection, SweepConfig, SweepError, SweepEvent, SweepSummary, sweep};
 use crate::train::{StartMode, TrainConfig, TrainError, TrainEvent, TrainSummary, train};
 use crate::unroll::ZSource;
 
@@ -22,6 +28,19 @@ pub const DEMO_WIDTH: f64 = 0.25;
 pub const DEMO_EPOCHS: usize = 4;
 /// Latent codes for the demo's comparison.
 pub const DEMO_SAMPLES: usize = 2000;
+/// Null draws per model for the final comparison: 19 makes p = 0.05 attainable.
+pub const DEMO_NULL_DRAWS: usize = 19;
+/// Null draws per model and epoch in the sweep (z-scores; the smallest p is 1/6).
+pub const DEMO_SWEEP_NULL_DRAWS: usize = 5;
+
+/// Both null models with `draws` draws, alpha 0.05.
+fn both_nulls(draws: usize) -> NullOptions {
+    NullOptions {
+        kinds: vec![NullKind::RandomInit, NullKind::PermutedZ],
+        draws,
+        alpha: 0.05,
+    }
+}
 
 /// What the demo runs.
 #[derive(Debug, Clone)]
@@ -30,8 +49,12 @@ pub struct DemoConfig {
     pub a: TrainConfig,
     /// GAN B's training config (seed 1).
     pub b: TrainConfig,
-    /// Latent codes for the comparison.
+    /// Latent codes for the comparison and every epoch of the sweep.
     pub samples: usize,
+    /// Null models of the final comparison.
+    pub nulls: NullOptions,
+    /// Null models of each epoch of the sweep.
+    pub sweep_nulls: NullOptions,
 }
 
 impl DemoConfig {
@@ -46,6 +69,8 @@ impl DemoConfig {
             a: make(0),
             b: make(1),
             samples: DEMO_SAMPLES,
+            nulls: both_nulls(DEMO_NULL_DRAWS),
+            sweep_nulls: both_nulls(DEMO_SWEEP_NULL_DRAWS),
         }
     }
 }
@@ -67,6 +92,9 @@ pub enum DemoError {
     /// Writing the matching failed.
     #[error(transparent)]
     Match(#[from] MatchError),
+    /// The epoch sweep failed.
+    #[error(transparent)]
+    Sweep(#[from] SweepError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -87,6 +115,8 @@ pub enum DemoEvent {
     Train(&'static str, TrainEvent),
     /// A comparison event.
     Compare(CompareEvent),
+    /// An epoch-sweep event.
+    Sweep(SweepEvent),
 }
 
 /// What the demo produced.
@@ -100,9 +130,13 @@ pub struct DemoSummary {
     pub matches: MatchReport,
     /// The comparison folder.
     pub compare_dir: PathBuf,
+    /// The epoch sweep.
+    pub sweep: SweepSummary,
+    /// The sweep folder.
+    pub sweep_dir: PathBuf,
 }
 
-/// Runs the demo into `out` (`gan-a/`, `gan-b/`, `compare/`).
+/// Runs the demo into `out` (`gan-a/`, `gan-b/`, `compare/`, `sweep/`).
 ///
 /// The two GANs train concurrently, each on its own rayon pool of half the threads: on 2
 /// cores this gives about 1.4x the throughput of training them one after the other.
@@ -177,22 +211,38 @@ pub fn run_demo(
         default_bn_eps: cfg.a.model.bn_eps,
         force: true,
     };
-    let comparison = compare(
-        &ccfg,
-        &compare_dir,
-        &device.clone().without_autodiff(),
-        &mut |e| progress(DemoEvent::Compare(e)),
-    )?;
+    let eval_device = device.clone().without_autodiff();
+    let comparison = compare_with_nulls(&ccfg, &cfg.nulls, &compare_dir, &eval_device, &mut |e| {
+        progress(DemoEvent::Compare(e))
+    })?;
     let table = comparison
         .table
         .as_ref()
         .expect("a full comparison writes its table");
     let matches = match_table(table, &MatchOptions::default());
     write_match_outputs(&matches, table, &compare_dir)?;
+    let sweep_dir = out.join("sweep");
+    let scfg = SweepConfig {
+        run_a: out.join("gan-a"),
+        run_b: out.join("gan-b"),
+        epochs: EpochSelection::All,
+        z: ccfg.z.clone(),
+        measure: ccfg.measure,
+        layers: ccfg.layers.clone(),
+        nulls: cfg.sweep_nulls.clone(),
+        matching: MatchOptions::default(),
+        default_bn_eps: cfg.a.model.bn_eps,
+        force: false,
+    };
+    let sweep = sweep(&scfg, &sweep_dir, &eval_device, &mut |e| {
+        progress(DemoEvent::Sweep(e))
+    })?;
     Ok(DemoSummary {
         gans,
         comparison,
         matches,
         compare_dir,
+        sweep,
+        sweep_dir,
     })
 }

@@ -1,6 +1,7 @@
 //! unitmatch: find which units (channels) of one neural network correspond to which units of
 //! another. The modules follow the pipeline:
-//! data -> model -> train -> unroll -> stats -> similarity -> (matching, render).
+//! data -> model -> train -> unroll -> stats -> similarity -> (matching, null, cka) -> sweep
+//! -> render.
 
 pub mod checkpoint;
 pub mod cka;
@@ -15,5 +16,6 @@ pub mod null;
 pub mod render;
 pub mod similarity;
 pub mod stats;
+pub mod sweep;
 pub mod train;
 pub mod unroll;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, TrainArgs};
+use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, SweepArgs, TrainArgs};
 use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
 use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
@@ -18,6 +18,7 @@ use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::ModelConfig;
 use unitmatch::null::{NullOptions, parse_null_list};
 use unitmatch::similarity::Measure;
+use unitmatch::sweep::{self, EpochSelection, SweepConfig, SweepEvent, SweepSummary};
 use unitmatch::train::{self, StartMode, TrainConfig, TrainEvent};
 use unitmatch::unroll::{ZSource, parse_layers};
 use unitmatch::{checkpoint, data};
@@ -53,6 +54,7 @@ fn run(cli: Cli) -> Result<()> {
             print_match_report(&args.dir, &report);
             Ok(())
         }
+        Command::Sweep(args) => cmd_sweep(args, kind, show),
         Command::Merge(args) => {
             let s = compare::merge(&args.dirs, &args.out, args.force)?;
             report_compare(&args.out, &s);
@@ -165,10 +167,24 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
         DemoEvent::Compare(CompareEvent::Batch {
             samples_done,
             samples_per_s,
-        }) => {
+        })
+        | DemoEvent::Sweep(SweepEvent::Compare(CompareEvent::Batch {
+            samples_done,
+            samples_per_s,
+        })) => {
             bars[2].set_position(samples_done as u64);
             bars[2].set_message(format!("{samples_per_s:.0} z/s"));
         }
+        DemoEvent::Sweep(SweepEvent::Compare(CompareEvent::Start { samples, .. })) => {
+            bars[2].set_length(samples as u64);
+            bars[2].set_position(0);
+        }
+        DemoEvent::Sweep(SweepEvent::Epoch {
+            epoch,
+            index,
+            total,
+            ..
+        }) => bars[2].set_prefix(format!("sweep epoch {epoch} ({}/{total})", index + 1)),
     };
     let s = run_demo(
         &cfg,
@@ -194,7 +210,12 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
         }
     }
     report_compare(&s.compare_dir, &s.comparison);
+    println!(
+        "  significance.json: random-init and permuted-z nulls x {} draws",
+        cfg.nulls.draws
+    );
     print_match_report(&s.compare_dir, &s.matches);
+    report_sweep(&s.sweep_dir, &s.sweep);
     Ok(())
 }
 
@@ -313,6 +334,110 @@ fn cmd_compare(a: CompareArgs, kind: DeviceKind, show: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// `--null` of sweep: a list of null models, or `none`.
+fn null_options(list: &str, draws: usize, alpha: f64) -> Result<NullOptions> {
+    if list.trim() == "none" {
+        return Ok(NullOptions::none());
+    }
+    Ok(NullOptions {
+        kinds: parse_null_list(list).map_err(|e| anyhow::anyhow!("--null: {e}"))?,
+        draws,
+        alpha,
+    })
+}
+
+fn cmd_sweep(a: SweepArgs, kind: DeviceKind, show: bool) -> Result<()> {
+    let device = select_device(kind)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| a.run_a.parent().unwrap_or(Path::new(".")).join("sweep"));
+    let cfg = SweepConfig {
+        run_a: a.run_a.clone(),
+        run_b: a.run_b.clone(),
+        epochs: a
+            .epochs
+            .parse::<EpochSelection>()
+            .map_err(|e| anyhow::anyhow!("--epochs: {e}"))?,
+        z: ZSource::seeded(a.samples, a.batch),
+        measure: a
+            .measure
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--measure: {e}"))?,
+        layers: parse_layers(&a.layers)?,
+        nulls: null_options(&a.null, a.null_draws, a.alpha)?,
+        matching: MatchOptions {
+            k: a.k,
+            ..MatchOptions::default()
+        },
+        default_bn_eps: a.bn_eps,
+        force: a.force,
+    };
+    let s = sweep_with_progress(&cfg, &out, &device, show)?;
+    report_sweep(&out, &s);
+    Ok(())
+}
+
+fn sweep_with_progress(
+    cfg: &SweepConfig,
+    out: &Path,
+    device: &burn::tensor::Device,
+    show: bool,
+) -> Result<SweepSummary> {
+    let bar = progress_bar(
+        show,
+        "{prefix}[{elapsed_precise}] {bar:30} {pos}/{len} z {msg} (ETA {eta})",
+    );
+    let s = sweep::sweep(cfg, out, device, &mut |e| match e {
+        SweepEvent::Epoch {
+            epoch,
+            index,
+            total,
+            reused,
+        } => {
+            bar.set_prefix(format!("sweep epoch {epoch} ({}/{total}) ", index + 1));
+            if reused {
+                bar.println(format!("sweep: epoch {epoch} is current, reused"));
+            }
+        }
+        SweepEvent::Compare(CompareEvent::Start { samples, .. }) => {
+            bar.set_length(samples as u64);
+            bar.set_position(0);
+        }
+        SweepEvent::Compare(CompareEvent::Batch {
+            samples_done,
+            samples_per_s,
+        }) => {
+            bar.set_position(samples_done as u64);
+            bar.set_message(format!("{samples_per_s:.0} z/s"));
+        }
+    })
+    .with_context(|| format!("sweeping into {}", out.display()))?;
+    bar.finish_and_clear();
+    Ok(s)
+}
+
+fn report_sweep(out: &Path, s: &SweepSummary) {
+    println!(
+        "{}: {} epochs compared, {} reused, in {:.1} s; evolution.csv, evolution.png",
+        out.display(),
+        s.computed.len(),
+        s.reused.len(),
+        s.seconds
+    );
+    for r in s.rows.iter().filter(|r| r.layer_a == r.layer_b) {
+        println!(
+            "  epoch {:>3} {:>6} x {:<6} mean best r {:.3}  assigned {:.3}  CKA {}",
+            r.epoch,
+            r.layer_a,
+            r.layer_b,
+            r.mean_row_max,
+            r.mean_assigned,
+            r.cka_linear.map_or("-".into(), |v| format!("{v:.3}"))
+        );
+    }
 }
 
 fn compare_with_progress(

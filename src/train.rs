@@ -307,6 +307,13 @@ pub fn train(
         history = read_losses(&paths.losses())?;
         history.retain(|s| s.epoch <= epoch);
     }
+    // Epoch 0 is the initialisation, so that sweeps can start before any training; the
+    // initial weights are a pure function of the seed, so a resumed run can write it too.
+    let init = paths.checkpoints().join(checkpoint_name(0));
+    if !init.exists() {
+        let g0 = Generator::new(&cfg.model, generator_seed(cfg.seed), device);
+        save_generator(&g0, &cfg.model, &init)?;
+    }
     write_run_json(cfg, &paths, &data, &history, None)?;
 
     let fixed_z = normal_z(

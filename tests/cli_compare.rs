@@ -333,3 +333,144 @@ fn match_adds_buddies_and_assignment_to_a_compare_folder() {
     let err = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
     assert!(err.contains(&tmp.path().display().to_string()), "{err}");
 }
+
+/// A fake training run folder with generators (seeds) saved as the given epochs.
+fn fake_run(dir: &Path, epochs: &[(usize, u64)]) -> PathBuf {
+    let cfg = ModelConfig {
+        width: 0.125,
+        bn_eps: 0.8,
+    };
+    let ckpts = dir.join("checkpoints");
+    std::fs::create_dir_all(&ckpts).unwrap();
+    for &(epoch, seed) in epochs {
+        let g = Generator::new(&cfg, seed, &Device::flex());
+        let name = unitmatch::checkpoint::checkpoint_name(epoch);
+        save_generator(&g, &cfg, &ckpts.join(name)).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+fn sweep(a: &Path, b: &Path, out: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+    let samples = if extra.contains(&"--samples") {
+        &[][..]
+    } else {
+        &["--samples", "20"][..]
+    };
+    unitmatch()
+        .args(["--threads", "1", "sweep"])
+        .arg(a)
+        .arg(b)
+        .arg("--out")
+        .arg(out)
+        .args(["--batch", "10", "--null-draws", "2"])
+        .args(samples)
+        .args(extra)
+        .assert()
+}
+
+fn csv_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn sweep_compares_common_epochs_and_resumes_without_recomputing() {
+    let tmp = tempfile::tempdir().unwrap();
+    // Epoch 0 is the same network in both runs (a self-match); epoch 2 differs; epoch 1 is
+    // only in B and so is not compared.
+    let a = fake_run(&tmp.path().join("a"), &[(0, 7), (2, 8)]);
+    let b = fake_run(&tmp.path().join("b"), &[(0, 7), (1, 9), (2, 10)]);
+    let out = tmp.path().join("sweep");
+    let first = sweep(&a, &b, &out, &[]).success();
+    let stdout = String::from_utf8_lossy(&first.get_output().stdout).to_string();
+    assert!(stdout.contains("2 epochs compared, 0 reused"), "{stdout}");
+    for f in [
+        "evolution.csv",
+        "evolution.png",
+        "evolution.svg",
+        "sweep.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    for e in ["epoch-0000", "epoch-0002"] {
+        for f in [
+            "table.npy",
+            "significance.json",
+            "cka.json",
+            "matching.json",
+        ] {
+            assert!(out.join(e).join(f).exists(), "{e}/{f}");
+        }
+    }
+    assert!(!out.join("epoch-0001").exists());
+    let rows = csv_rows(&out.join("evolution.csv"));
+    assert_eq!(rows.len(), 2 * 9, "two epochs x 3 x 3 layer pairs");
+    let units = [("block1", 16), ("block2", 8), (".out", 1)];
+    for r in &rows {
+        let epoch: usize = r[0].parse().unwrap();
+        let mean_row_max: f64 = r[3].parse().unwrap();
+        let buddies: usize = r[5].parse().unwrap();
+        let cka: f64 = r[7].parse().unwrap();
+        let z_random: f64 = r[9].parse().unwrap();
+        // The evolution row equals the epoch folder's own summary.json.
+        let summary: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.join(format!("epoch-{epoch:04}/summary.json"))).unwrap(),
+        )
+        .unwrap();
+        let block = summary["layer_pairs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["layer_a"] == r[1].as_str() && p["layer_b"] == r[2].as_str())
+            .unwrap();
+        // evolution.csv is computed from table.npy (float32), summary.json from the f64 table.
+        assert!((block["mean_row_max"].as_f64().unwrap() - mean_row_max).abs() < 1e-6);
+        if epoch == 0 && r[1] == r[2] {
+            let n = units.iter().find(|u| r[1].ends_with(u.0)).unwrap().1;
+            assert!((mean_row_max - 1.0).abs() < 1e-6, "self-match: {r:?}");
+            assert!((cka - 1.0).abs() < 1e-6, "self-match CKA: {r:?}");
+            assert_eq!(buddies, n, "every unit its own buddy: {r:?}");
+            assert!(z_random > 0.0, "a self-match beats random networks: {r:?}");
+        }
+        assert!(r[10].parse::<f64>().unwrap() >= 1.0 / 3.0, "p >= 1/(1+D)");
+    }
+    let evolution = std::fs::read(out.join("evolution.csv")).unwrap();
+    let stats = out.join("epoch-0002/stats.safetensors");
+    let modified = std::fs::metadata(&stats).unwrap().modified().unwrap();
+
+    // A rerun recomputes nothing and writes the same evolution.csv.
+    let again = sweep(&a, &b, &out, &[]).success();
+    let stdout = String::from_utf8_lossy(&again.get_output().stdout).to_string();
+    assert!(stdout.contains("0 epochs compared, 2 reused"), "{stdout}");
+    assert_eq!(std::fs::read(out.join("evolution.csv")).unwrap(), evolution);
+    assert_eq!(
+        std::fs::metadata(&stats).unwrap().modified().unwrap(),
+        modified
+    );
+
+    // A changed checkpoint is recomputed, and only that epoch.
+    fake_run(&b, &[(2, 11)]);
+    let changed = sweep(&a, &b, &out, &[]).success();
+    let stdout = String::from_utf8_lossy(&changed.get_output().stdout).to_string();
+    assert!(stdout.contains("1 epochs compared, 1 reused"), "{stdout}");
+    assert_ne!(std::fs::read(out.join("evolution.csv")).unwrap(), evolution);
+
+    // Other z on the same folder is refused (nothing is overwritten) unless --force.
+    let refused = sweep(&a, &b, &out, &["--samples", "30"]).failure();
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("sweep.json") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    // An epoch missing from one run is named.
+    let missing = sweep(&a, &b, &tmp.path().join("s2"), &["--epochs", "0,1"]).failure();
+    let stderr = String::from_utf8_lossy(&missing.get_output().stderr).to_string();
+    assert!(
+        stderr.contains("epoch 1") && stderr.contains(&a.display().to_string()),
+        "{stderr}"
+    );
+    assert!(!tmp.path().join("s2").exists(), "no output on bad input");
+}

@@ -20,6 +20,8 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
         t.grid_samples = 10;
     }
     cfg.samples = 30;
+    cfg.nulls.draws = 2;
+    cfg.sweep_nulls.draws = 2;
     let out = tmp.path().join("demo");
     let device = Device::flex().autodiff();
     let s = run_demo(&cfg, &out, StartMode::Fresh, &device, &|_| {}).unwrap();
@@ -46,6 +48,11 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
         assert!(out.join("compare").join(f).exists(), "{f}");
     }
     assert_eq!(s.matches.assignment.pairs.len(), 25);
+    assert!(out.join("compare/significance.json").exists());
+    // The sweep covers the initialisation (epoch 0) and the one trained epoch, 9 layer pairs each.
+    assert_eq!(s.sweep.computed, vec![0, 1]);
+    assert_eq!(s.sweep.rows.len(), 2 * 9);
+    let evolution = std::fs::read(out.join("sweep/evolution.csv")).unwrap();
 
     let err = run_demo(&cfg, &out, StartMode::Fresh, &device, &|_| {}).unwrap_err();
     assert!(err.to_string().contains("already exists"), "{err}");
@@ -55,4 +62,14 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
         "no epoch retrained"
     );
     assert_eq!(std::fs::read(out.join("compare/table.npy")).unwrap(), first);
+    assert_eq!(
+        again.sweep.reused,
+        vec![0, 1],
+        "finished sweep epochs are reused"
+    );
+    assert!(again.sweep.computed.is_empty());
+    assert_eq!(
+        std::fs::read(out.join("sweep/evolution.csv")).unwrap(),
+        evolution
+    );
 }
