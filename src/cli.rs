@@ -37,6 +37,9 @@ pub enum Command {
     /// Compare two training runs epoch by epoch on the same z: one compare folder per epoch and
     /// evolution.csv.
     Sweep(SweepArgs),
+    /// Write a self-contained HTML report (figures, tables, report.json) from run, compare and
+    /// sweep folders (or a demo folder holding them).
+    Report(ReportArgs),
     /// Combine `compare --shard k/n` folders into one comparison (Chan's parallel update).
     Merge(MergeArgs),
     /// Write a generator checkpoint in another layout.
@@ -266,4 +269,25 @@ pub struct SweepArgs {
     /// Delete an existing sweep folder and start over.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `unitmatch report`
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Training run folders, one compare folder, one sweep folder, or a folder holding them
+    /// (such as runs/demo).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Output folder (default: `report/` inside the first folder). Replaced if it exists.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Top pairs drawn as galleries.
+    #[arg(long, default_value_t = 6)]
+    pub top: usize,
+    /// Strict buddies drawn as galleries.
+    #[arg(long, default_value_t = 6)]
+    pub buddies: usize,
+    /// Latent codes searched for each gallery pair's best z.
+    #[arg(long, default_value_t = 500)]
+    pub gallery_samples: usize,
 }

@@ -4,7 +4,8 @@
 //! GAN A (seed 0) and GAN B (seed 1) side by side, each on half the CPU threads, then compares
 //! their last generators against two null models ([`DEMO_NULL_DRAWS`] draws each), matches their
 //! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
-//! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders.
+//! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
+//! writes the HTML report (`report/index.html`).
 
 use std::path::{Path, PathBuf};
 
@@ -17,6 +18,7 @@ use crate::compare::{
 use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
 use crate::model::GEN_LAYERS;
 use crate::null::{NullKind, NullOptions};
+use crate::report::{ReportData, ReportError, ReportInputs, ReportOptions, write_report};
 use crate::similarity::Measure;
 use crate::sweep::{EpochSelection, SweepConfig, SweepError, SweepEvent, SweepSummary, sweep};
 use crate::train::{StartMode, TrainConfig, TrainError, TrainEvent, TrainSummary, train};
@@ -95,6 +97,9 @@ pub enum DemoError {
     /// The epoch sweep failed.
     #[error(transparent)]
     Sweep(#[from] SweepError),
+    /// The report failed.
+    #[error(transparent)]
+    Report(#[from] ReportError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -134,9 +139,13 @@ pub struct DemoSummary {
     pub sweep: SweepSummary,
     /// The sweep folder.
     pub sweep_dir: PathBuf,
+    /// What the report shows.
+    pub report: ReportData,
+    /// The report folder (`index.html` inside).
+    pub report_dir: PathBuf,
 }
 
-/// Runs the demo into `out` (`gan-a/`, `gan-b/`, `compare/`, `sweep/`).
+/// Runs the demo into `out` (`gan-a/`, `gan-b/`, `compare/`, `sweep/`, `report/`).
 ///
 /// The two GANs train concurrently, each on its own rayon pool of half the threads: on 2
 /// cores this gives about 1.4x the throughput of training them one after the other.
@@ -237,6 +246,20 @@ pub fn run_demo(
     let sweep = sweep(&scfg, &sweep_dir, &eval_device, &mut |e| {
         progress(DemoEvent::Sweep(e))
     })?;
+    let inputs = ReportInputs {
+        runs: ["gan-a", "gan-b"]
+            .map(|n| (n.to_string(), out.join(n)))
+            .to_vec(),
+        compare: Some(compare_dir.clone()),
+        sweep: Some(sweep_dir.clone()),
+    };
+    let report_dir = out.join("report");
+    let report = write_report(
+        &inputs,
+        &report_dir,
+        &ReportOptions::default(),
+        &eval_device,
+    )?;
     Ok(DemoSummary {
         gans,
         comparison,
@@ -244,5 +267,7 @@ pub fn run_demo(
         compare_dir,
         sweep,
         sweep_dir,
+        report,
+        report_dir,
     })
 }

@@ -1,7 +1,7 @@
 //! unitmatch: find which units (channels) of one neural network correspond to which units of
 //! another. The modules follow the pipeline:
 //! data -> model -> train -> unroll -> stats -> similarity -> (matching, null, cka) -> sweep
-//! -> render.
+//! -> (render, report).
 
 pub mod checkpoint;
 pub mod cka;
@@ -14,6 +14,7 @@ pub mod matching;
 pub mod model;
 pub mod null;
 pub mod render;
+pub mod report;
 pub mod similarity;
 pub mod stats;
 pub mod sweep;

@@ -10,13 +10,14 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, SweepArgs, TrainArgs};
+use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, ReportArgs, SweepArgs, TrainArgs};
 use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
 use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
 use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::ModelConfig;
 use unitmatch::null::{NullOptions, parse_null_list};
+use unitmatch::report::{self as report, ReportOptions};
 use unitmatch::similarity::Measure;
 use unitmatch::sweep::{self, EpochSelection, SweepConfig, SweepEvent, SweepSummary};
 use unitmatch::train::{self, StartMode, TrainConfig, TrainEvent};
@@ -55,6 +56,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Sweep(args) => cmd_sweep(args, kind, show),
+        Command::Report(args) => cmd_report(args, kind),
         Command::Merge(args) => {
             let s = compare::merge(&args.dirs, &args.out, args.force)?;
             report_compare(&args.out, &s);
@@ -216,6 +218,7 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
     );
     print_match_report(&s.compare_dir, &s.matches);
     report_sweep(&s.sweep_dir, &s.sweep);
+    print_report(&s.report_dir, &s.report);
     Ok(())
 }
 
@@ -334,6 +337,36 @@ fn cmd_compare(a: CompareArgs, kind: DeviceKind, show: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn cmd_report(a: ReportArgs, kind: DeviceKind) -> Result<()> {
+    let device = select_device(kind)?;
+    let inputs = report::discover(&a.dirs)?;
+    let out = a.out.unwrap_or_else(|| a.dirs[0].join("report"));
+    let opts = ReportOptions {
+        top: a.top,
+        buddies: a.buddies,
+        gallery_samples: a.gallery_samples,
+    };
+    let data = report::write_report(&inputs, &out, &opts, &device)
+        .with_context(|| format!("writing the report into {}", out.display()))?;
+    print_report(&out, &data);
+    Ok(())
+}
+
+fn print_report(out: &Path, data: &report::ReportData) {
+    for f in &data.findings {
+        let verdict = match f.holds {
+            Some(true) => "holds",
+            Some(false) => "does not hold",
+            None => "undecided",
+        };
+        println!("  {}: {verdict}", f.claim);
+    }
+    for (section, note) in &data.missing {
+        println!("  (section {section} hidden: {note})");
+    }
+    println!("report: {}", out.join("index.html").display());
 }
 
 /// `--null` of sweep: a list of null models, or `none`.

@@ -474,3 +474,67 @@ fn sweep_compares_common_epochs_and_resumes_without_recomputing() {
     );
     assert!(!tmp.path().join("s2").exists(), "no output on bad input");
 }
+
+#[test]
+fn report_on_a_lone_compare_folder_hides_missing_sections_and_escapes_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    // A checkpoint name with markup characters, which the page shows.
+    let odd = tmp.path().join("a<b>&'q'.pt");
+    std::fs::copy(fixtures().join("gen_w0125.pt"), &odd).unwrap();
+    let cmp = tmp.path().join("cmp");
+    compare(
+        &odd,
+        &fixtures().join("gen_b_w0125.pt"),
+        &cmp,
+        &["--samples", "40", "--batch", "20"],
+    )
+    .success();
+    let out = tmp.path().join("rep");
+    let ok = unitmatch()
+        .args(["--threads", "1", "report"])
+        .arg(&cmp)
+        .arg("--out")
+        .arg(&out)
+        .args(["--top", "2", "--buddies", "1", "--gallery-samples", "40"])
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&ok.get_output().stdout).to_string();
+    assert!(stdout.contains("index.html"), "{stdout}");
+    let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(html.contains("a&lt;b&gt;&amp;&#39;q&#39;.pt"), "escaped");
+    assert!(!html.contains("a<b>"), "never raw");
+    // No sweep, no significance, no runs: those sections say how to produce them.
+    for hint in ["unitmatch sweep", "--null", "unitmatch train"] {
+        assert!(html.contains(hint), "{hint}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    let missing: Vec<&str> = json["missing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m[0].as_str().unwrap())
+        .collect();
+    assert_eq!(missing, ["training", "significance", "evolution"]);
+    assert!(json["evolution"].is_null() && json["findings"][2]["holds"].is_null());
+    // The galleries found the checkpoints and drew the asked pairs.
+    assert_eq!(
+        json["matches"]["top_galleries"].as_array().unwrap().len(),
+        2
+    );
+    for src in html
+        .split("src=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+    {
+        assert!(out.join(src).exists(), "{src}");
+    }
+    // A folder that is none of the inputs is an error naming it; nothing is written.
+    let bad = unitmatch()
+        .arg("report")
+        .arg(tmp.path().join("cmp").join("..").join("nothing-here"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(err.contains("nothing-here"), "{err}");
+}
