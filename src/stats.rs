@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 /// still read when its layout has none. Version 3 added the row sums of debiased CKA
 /// (`*.row_t|row_g|row_h`); older files load without them (debiased CKA is then `null`).
 pub const FORMAT_VERSION: u32 = 3;
+/// A layer at one resolution: `(layer index, height, width)`.
+type LayerAt = (usize, usize, usize);
 /// Metadata key (safetensors header) holding the JSON [`FileHeader`].
 const HEADER_KEY: &str = "unitmatch.moments";
 /// Upsampled, centred activations kept in memory at once by `add_batch` (bytes, approximate):
@@ -671,7 +673,7 @@ impl MomentAccumulator {
                 .collect();
             // Each layer's rows at each resolution, re-centred at the merged mean: their squared
             // norms are shared by every pair of that layer at that resolution.
-            let centre: HashMap<(usize, usize, usize), (Array1<f64>, Vec<f64>)> = needed
+            let centre: HashMap<LayerAt, (Array1<f64>, Vec<f64>)> = needed
                 .par_iter()
                 .map(|&(l, h, w)| {
                     let c = &cache[&(l, h, w)];
