@@ -44,6 +44,12 @@ pub enum Command {
     Merge(MergeArgs),
     /// Write a generator checkpoint in another layout.
     Export(ExportArgs),
+    /// The Fashion-MNIST classifier (the discriminative network and the quality metrics' features).
+    Classifier {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClassifierAction,
+    },
     /// Fashion-MNIST files.
     Data {
         /// What to do with the data.
@@ -290,4 +296,43 @@ pub struct ReportArgs {
     /// Latent codes searched for each gallery pair's best z.
     #[arg(long, default_value_t = 500)]
     pub gallery_samples: usize,
+}
+
+/// `unitmatch classifier ...`
+#[derive(Debug, Subcommand)]
+pub enum ClassifierAction {
+    /// Train the CNN on the training split; writes the checkpoint, metrics and confusion matrix.
+    Train(ClassifierTrainArgs),
+}
+
+/// `unitmatch classifier train`
+#[derive(Debug, Args)]
+pub struct ClassifierTrainArgs {
+    /// Epochs over the training images.
+    #[arg(long, default_value_t = 5)]
+    pub epochs: usize,
+    /// Seed of the weights and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Channel width multiplier of the blocks (32, 64, 128 at width 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Use only the first N training images.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Data location.
+    #[command(flatten)]
+    pub data: DataArgs,
 }

@@ -5,6 +5,7 @@
 
 pub mod checkpoint;
 pub mod cka;
+pub mod classifier;
 pub mod compare;
 pub mod data;
 pub mod demo;
@@ -13,6 +14,7 @@ pub mod fsutil;
 pub mod matching;
 pub mod model;
 pub mod null;
+pub mod quality;
 pub mod render;
 pub mod report;
 pub mod similarity;

@@ -10,7 +10,11 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use cli::{Cli, Command, CompareArgs, DataAction, DemoArgs, ReportArgs, SweepArgs, TrainArgs};
+use cli::{
+    ClassifierAction, ClassifierTrainArgs, Cli, Command, CompareArgs, DataAction, DemoArgs,
+    ReportArgs, SweepArgs, TrainArgs,
+};
+use unitmatch::classifier::{self, ClassifierEvent, ClassifierTrainConfig};
 use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
 use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
@@ -71,6 +75,9 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", args.out.display());
             Ok(())
         }
+        Command::Classifier {
+            action: ClassifierAction::Train(args),
+        } => cmd_classifier_train(args, kind, show),
         Command::Data {
             action: DataAction::Fetch { dir, url },
         } => {
@@ -336,6 +343,51 @@ fn cmd_compare(a: CompareArgs, kind: DeviceKind, show: bool) -> Result<()> {
             nulls.min_attainable_p()
         );
     }
+    Ok(())
+}
+
+fn cmd_classifier_train(a: ClassifierTrainArgs, kind: DeviceKind, show: bool) -> Result<()> {
+    let device = select_device(kind)?.autodiff();
+    let mut cfg =
+        ClassifierTrainConfig::new(a.seed, data::resolve_data_dir(a.data.data.as_deref()));
+    cfg.model.width = a.width;
+    cfg.epochs = a.epochs;
+    cfg.batch = a.batch;
+    cfg.lr = a.lr;
+    cfg.limit = a.limit;
+    let bar = progress_bar(
+        show,
+        "{prefix}[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+    );
+    let s = classifier::train_classifier(&cfg, &a.out, a.force, &device, &mut |e| match e {
+        ClassifierEvent::EpochStart { epoch, iters } => {
+            bar.set_length(iters as u64);
+            bar.set_position(0);
+            bar.set_prefix(format!("classifier epoch {epoch}/{} ", cfg.epochs));
+        }
+        ClassifierEvent::Iteration { iter, loss } => {
+            bar.set_position(iter as u64);
+            bar.set_message(format!("loss {loss:.3}"));
+        }
+        ClassifierEvent::EpochEnd(e) => bar.println(format!(
+            "classifier epoch {}: loss {:.4}, train accuracy {:.2}%, {:.0} s",
+            e.epoch,
+            e.loss,
+            100.0 * e.train_accuracy,
+            e.seconds
+        )),
+        ClassifierEvent::Testing => bar.set_message("testing"),
+    })
+    .with_context(|| format!("training the classifier into {}", a.out.display()))?;
+    bar.finish_and_clear();
+    println!(
+        "{}: test accuracy {:.2}% on {} images after {} epochs ({:.0} s); classifier.safetensors, confusion.csv, confusion.png, metrics.json",
+        a.out.display(),
+        100.0 * s.test_accuracy,
+        s.test_images,
+        s.epochs.len(),
+        s.seconds
+    );
     Ok(())
 }
 

@@ -350,7 +350,13 @@ pub fn dropout2d(x: Tensor<4>, p: f64, rng: &mut ChaCha8Rng) -> Tensor<4> {
 }
 
 /// Conv 3x3 (padding 1) with weights ~ N(0, 0.02) and PyTorch's default bias init.
-fn conv3x3(cin: usize, cout: usize, stride: usize, rng: &mut ChaCha8Rng, dev: &Device) -> Conv2d {
+pub(crate) fn conv3x3(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut ChaCha8Rng,
+    dev: &Device,
+) -> Conv2d {
     let mut conv = Conv2dConfig::new([cin, cout], [3, 3])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -366,7 +372,7 @@ fn conv3x3(cin: usize, cout: usize, stride: usize, rng: &mut ChaCha8Rng, dev: &D
 
 /// PyTorch's default Linear init: weight and bias ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 /// burn stores the weight as `[d_in, d_out]` (PyTorch's transpose).
-fn torch_default_linear(
+pub(crate) fn torch_default_linear(
     l: &mut Linear,
     d_in: usize,
     d_out: usize,
@@ -381,7 +387,7 @@ fn torch_default_linear(
 }
 
 /// BatchNorm weight ~ N(1, 0.02), bias 0.
-fn init_bn(bn: &mut BatchNorm, c: usize, rng: &mut ChaCha8Rng, dev: &Device) {
+pub(crate) fn init_bn(bn: &mut BatchNorm, c: usize, rng: &mut ChaCha8Rng, dev: &Device) {
     let normal = Normal::new(1.0f32, 0.02).expect("valid normal");
     let g: Vec<f32> = (0..c).map(|_| normal.sample(rng)).collect();
     bn.gamma = Param::from_data(TensorData::new(g, [c]), dev);

@@ -141,3 +141,51 @@ fn missing_data_names_the_path_and_both_fixes() {
     assert!(err.contains("unitmatch data fetch"), "{err}");
     assert!(!out.exists(), "no run folder is left behind on bad input");
 }
+
+#[test]
+fn classifier_learns_fashion_mnist_in_one_short_epoch() {
+    assert!(
+        Path::new(REAL_DATA).exists(),
+        "install dataset-fashion-mnist"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cls");
+    let args = [
+        "classifier",
+        "train",
+        "--epochs",
+        "1",
+        "--limit",
+        "5000",
+        "--width",
+        "0.5",
+        "--batch",
+        "16",
+    ];
+    let run = || {
+        let mut cmd = unitmatch();
+        cmd.args(args)
+            .args(["--data", REAL_DATA, "--threads", "1", "--out"])
+            .arg(&out);
+        cmd
+    };
+    run().assert().success();
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    let acc = metrics["test_accuracy"].as_f64().unwrap();
+    // One epoch over 5,000 images, all 10,000 test images: a real, deterministic bar.
+    assert!(acc > 0.80, "test accuracy {acc}");
+    assert_eq!(metrics["test_images"], 10_000);
+    let confusion: Vec<Vec<u64>> = serde_json::from_value(metrics["confusion"].clone()).unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<u64>(), 10_000);
+    let csv = std::fs::read_to_string(out.join("confusion.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 11);
+    assert!(image::open(out.join("confusion.png")).is_ok());
+    assert!(unitmatch::classifier::is_classifier_checkpoint(
+        &out.join("classifier.safetensors")
+    ));
+    // The folder is not overwritten without --force.
+    let refused = run().assert().failure();
+    let err = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
+    assert!(err.contains("already exists"), "{err}");
+}
