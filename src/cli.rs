@@ -50,6 +50,8 @@ pub enum Command {
         #[command(subcommand)]
         action: ClassifierAction,
     },
+    /// GAN quality through the classifier: FD-FMNIST, KID, IS analogue, class histogram.
+    Evaluate(EvaluateArgs),
     /// Fashion-MNIST files.
     Data {
         /// What to do with the data.
@@ -326,6 +328,34 @@ pub struct ClassifierTrainArgs {
     /// Use only the first N training images.
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Data location.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `unitmatch evaluate`
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Generator checkpoints to evaluate.
+    pub generators: Vec<PathBuf>,
+    /// Classifier checkpoint (`classifier train` writes DIR/classifier.safetensors).
+    #[arg(long)]
+    pub classifier: PathBuf,
+    /// Generated images per generator (z batch i from seed 7777 + i).
+    #[arg(long, default_value_t = 10_000)]
+    pub samples: usize,
+    /// Evaluate every checkpoint of this training run (repeatable); adds quality_fd.png.
+    #[arg(long)]
+    pub every_epoch: Vec<PathBuf>,
+    /// BatchNorm eps for PyTorch generator checkpoints.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
     /// Output folder.
     #[arg(long)]
     pub out: PathBuf,

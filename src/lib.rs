@@ -10,6 +10,7 @@ pub mod compare;
 pub mod data;
 pub mod demo;
 pub mod device;
+pub mod evaluate;
 pub mod fsutil;
 pub mod matching;
 pub mod model;

@@ -12,12 +12,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use cli::{
     ClassifierAction, ClassifierTrainArgs, Cli, Command, CompareArgs, DataAction, DemoArgs,
-    ReportArgs, SweepArgs, TrainArgs,
+    EvaluateArgs, ReportArgs, SweepArgs, TrainArgs,
 };
 use unitmatch::classifier::{self, ClassifierEvent, ClassifierTrainConfig};
 use unitmatch::compare::{self, CompareConfig, CompareEvent, CompareSummary};
 use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
+use unitmatch::evaluate::{self, EvaluateConfig, EvaluateEvent};
 use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::ModelConfig;
 use unitmatch::null::{NullOptions, parse_null_list};
@@ -78,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Classifier {
             action: ClassifierAction::Train(args),
         } => cmd_classifier_train(args, kind, show),
+        Command::Evaluate(args) => cmd_evaluate(args, kind, show),
         Command::Data {
             action: DataAction::Fetch { dir, url },
         } => {
@@ -388,6 +390,52 @@ fn cmd_classifier_train(a: ClassifierTrainArgs, kind: DeviceKind, show: bool) ->
         s.epochs.len(),
         s.seconds
     );
+    Ok(())
+}
+
+fn cmd_evaluate(a: EvaluateArgs, kind: DeviceKind, show: bool) -> Result<()> {
+    let device = select_device(kind)?;
+    let cfg = EvaluateConfig {
+        generators: a.generators.clone(),
+        every_epoch: a.every_epoch.clone(),
+        classifier: a.classifier.clone(),
+        samples: a.samples,
+        data_dir: data::resolve_data_dir(a.data.data.as_deref()),
+        default_bn_eps: a.bn_eps,
+        force: a.force,
+    };
+    let bar = progress_bar(
+        show,
+        "{prefix}[{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
+    );
+    let r = evaluate::evaluate(&cfg, &a.out, &device, &mut |e| match e {
+        EvaluateEvent::Calibrating => bar.set_message("real-data calibration"),
+        EvaluateEvent::Generator { index, total, path } => {
+            bar.set_length(total as u64);
+            bar.set_position(index as u64);
+            bar.set_message(path.display().to_string());
+        }
+    })
+    .with_context(|| format!("evaluating into {}", a.out.display()))?;
+    bar.finish_and_clear();
+    let c = &r.calibration;
+    println!(
+        "calibration: FD train vs test {:.3}; test + noise 0.1: {:.3}, 0.3: {:.3}; test IS {:.2}",
+        c.train_vs_test.fd, c.noised_test[0].1.fd, c.noised_test[1].1.fd, c.test_self.is_mean
+    );
+    for g in &r.generators {
+        let q = &g.quality;
+        println!(
+            "{}: FD {:.3}  KID {:.4} ± {:.4}  IS {:.2}  KL(classes || uniform) {:.3}",
+            g.checkpoint.0.display(),
+            q.fd,
+            q.kid,
+            q.kid_std_error,
+            q.is_mean,
+            q.kl_from_uniform
+        );
+    }
+    println!("{}: quality.json, quality.csv", a.out.display());
     Ok(())
 }
 

@@ -143,7 +143,7 @@ fn missing_data_names_the_path_and_both_fixes() {
 }
 
 #[test]
-fn classifier_learns_fashion_mnist_in_one_short_epoch() {
+fn classifier_learns_fashion_mnist_in_one_short_epoch_and_scores_gan_quality() {
     assert!(
         Path::new(REAL_DATA).exists(),
         "install dataset-fashion-mnist"
@@ -188,4 +188,56 @@ fn classifier_learns_fashion_mnist_in_one_short_epoch() {
     let refused = run().assert().failure();
     let err = String::from_utf8_lossy(&refused.get_output().stderr).to_string();
     assert!(err.contains("already exists"), "{err}");
+
+    // GAN quality through this classifier, calibrated on real data.
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let q = tmp.path().join("quality");
+    unitmatch()
+        .arg("evaluate")
+        .arg(fixtures.join("gen_w0125.pt"))
+        .arg("--classifier")
+        .arg(out.join("classifier.safetensors"))
+        .args(["--samples", "300", "--data", REAL_DATA, "--out"])
+        .arg(&q)
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(q.join("quality.json")).unwrap()).unwrap();
+    let cal = &json["calibration"];
+    let fd = |v: &serde_json::Value| v["fd"].as_f64().unwrap();
+    let (train_test, noise1, noise3) = (
+        fd(&cal["train_vs_test"]),
+        fd(&cal["noised_test"][0][1]),
+        fd(&cal["noised_test"][1][1]),
+    );
+    assert!(
+        fd(&cal["test_self"]).abs() < 1e-9,
+        "FD of the test set with itself"
+    );
+    assert!(noise1 < noise3, "FD grows with noise: {noise1} vs {noise3}");
+    let generated = fd(&json["generators"][0]["quality"]);
+    // An untrained fixture generator is far worse than real training images.
+    assert!(
+        generated > 10.0 * train_test.max(1e-3),
+        "{generated} vs {train_test}"
+    );
+    let hist: Vec<u64> =
+        serde_json::from_value(json["generators"][0]["quality"]["class_histogram"].clone())
+            .unwrap();
+    assert_eq!(hist.iter().sum::<u64>(), 300);
+    let csv = std::fs::read_to_string(q.join("quality.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 2);
+    // A generator checkpoint given as the classifier is refused, naming the file.
+    let bad = unitmatch()
+        .arg("evaluate")
+        .arg(fixtures.join("gen_w0125.pt"))
+        .arg("--classifier")
+        .arg(fixtures.join("gen_b_w0125.pt"))
+        .args(["--data", REAL_DATA, "--out"])
+        .arg(tmp.path().join("q2"))
+        .assert()
+        .failure();
+    let err = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
+    assert!(err.contains("gen_b_w0125.pt"), "{err}");
+    assert!(!tmp.path().join("q2").exists());
 }
