@@ -5,16 +5,21 @@
 //! their last generators against two null models ([`DEMO_NULL_DRAWS`] draws each), matches their
 //! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
 //! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
-//! writes the HTML report (`report/index.html`).
+//! trains a small classifier (`classifier/`, reused when present), scores every checkpoint's
+//! quality through it (`quality/`), and writes the HTML report (`report/index.html`).
 
 use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
 use crate::checkpoint::checkpoint_name;
+use crate::classifier::{
+    ClassifierConfig, ClassifierError, ClassifierTrainConfig, train_classifier,
+};
 use crate::compare::{
     CompareConfig, CompareError, CompareEvent, CompareSummary, compare_with_nulls,
 };
+use crate::evaluate::{EvaluateConfig, EvaluateError, evaluate};
 use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
 use crate::model::GEN_LAYERS;
 use crate::null::{NullKind, NullOptions};
@@ -30,6 +35,12 @@ pub const DEMO_WIDTH: f64 = 0.25;
 pub const DEMO_EPOCHS: usize = 4;
 /// Latent codes for the demo's comparison.
 pub const DEMO_SAMPLES: usize = 2000;
+/// Width of the demo's classifier (16, 32, 64 channels).
+pub const DEMO_CLASSIFIER_WIDTH: f64 = 0.5;
+/// Epochs of the demo's classifier.
+pub const DEMO_CLASSIFIER_EPOCHS: usize = 3;
+/// Generated images per checkpoint for the demo's quality metrics.
+pub const DEMO_QUALITY_SAMPLES: usize = 5000;
 /// Null draws per model for the final comparison: 19 makes p = 0.05 attainable.
 pub const DEMO_NULL_DRAWS: usize = 19;
 /// Null draws per model and epoch in the sweep (z-scores; the smallest p is 1/6).
@@ -57,6 +68,10 @@ pub struct DemoConfig {
     pub nulls: NullOptions,
     /// Null models of each epoch of the sweep.
     pub sweep_nulls: NullOptions,
+    /// The classifier trained for the quality metrics (reused when `classifier/` exists).
+    pub classifier: ClassifierTrainConfig,
+    /// Generated images per checkpoint for the quality metrics.
+    pub quality_samples: usize,
 }
 
 impl DemoConfig {
@@ -73,6 +88,15 @@ impl DemoConfig {
             samples: DEMO_SAMPLES,
             nulls: both_nulls(DEMO_NULL_DRAWS),
             sweep_nulls: both_nulls(DEMO_SWEEP_NULL_DRAWS),
+            classifier: ClassifierTrainConfig {
+                model: ClassifierConfig {
+                    width: DEMO_CLASSIFIER_WIDTH,
+                },
+                epochs: DEMO_CLASSIFIER_EPOCHS,
+                batch: 64,
+                ..ClassifierTrainConfig::new(0, data_dir.clone())
+            },
+            quality_samples: DEMO_QUALITY_SAMPLES,
         }
     }
 }
@@ -100,6 +124,12 @@ pub enum DemoError {
     /// The report failed.
     #[error(transparent)]
     Report(#[from] ReportError),
+    /// Training the classifier failed.
+    #[error(transparent)]
+    Classifier(#[from] ClassifierError),
+    /// The quality evaluation failed.
+    #[error(transparent)]
+    Evaluate(#[from] EvaluateError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -122,6 +152,8 @@ pub enum DemoEvent {
     Compare(CompareEvent),
     /// An epoch-sweep event.
     Sweep(SweepEvent),
+    /// A later stage starts: "classifier", "quality" or "report".
+    Stage(&'static str),
 }
 
 /// What the demo produced.
@@ -246,12 +278,32 @@ pub fn run_demo(
     let sweep = sweep(&scfg, &sweep_dir, &eval_device, &mut |e| {
         progress(DemoEvent::Sweep(e))
     })?;
+    let classifier_dir = out.join("classifier");
+    if !classifier_dir.join("classifier.safetensors").exists() {
+        progress(DemoEvent::Stage("classifier"));
+        train_classifier(&cfg.classifier, &classifier_dir, true, device, &mut |_| {})?;
+    }
+    progress(DemoEvent::Stage("quality"));
+    let quality_dir = out.join("quality");
+    let ecfg = EvaluateConfig {
+        generators: Vec::new(),
+        every_epoch: vec![out.join("gan-a"), out.join("gan-b")],
+        classifier: classifier_dir.join("classifier.safetensors"),
+        samples: cfg.quality_samples,
+        data_dir: cfg.classifier.data_dir.clone(),
+        default_bn_eps: cfg.a.model.bn_eps,
+        force: true,
+    };
+    evaluate(&ecfg, &quality_dir, &eval_device, &mut |_| {})?;
+    progress(DemoEvent::Stage("report"));
     let inputs = ReportInputs {
         runs: ["gan-a", "gan-b"]
             .map(|n| (n.to_string(), out.join(n)))
             .to_vec(),
         compare: Some(compare_dir.clone()),
         sweep: Some(sweep_dir.clone()),
+        classifier: Some(classifier_dir),
+        quality: Some(quality_dir),
     };
     let report_dir = out.join("report");
     let report = write_report(

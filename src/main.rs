@@ -196,6 +196,10 @@ fn cmd_demo(a: DemoArgs, kind: DeviceKind, show: bool) -> Result<()> {
             total,
             ..
         }) => bars[2].set_prefix(format!("sweep epoch {epoch} ({}/{total})", index + 1)),
+        DemoEvent::Stage(name) => {
+            bars[2].set_prefix(name.to_string());
+            bars[2].set_message("");
+        }
     };
     let s = run_demo(
         &cfg,

@@ -84,6 +84,10 @@ pub struct ReportInputs {
     pub compare: Option<PathBuf>,
     /// A sweep folder (`sweep.json`, `evolution.csv`).
     pub sweep: Option<PathBuf>,
+    /// A classifier folder (`classifier train`: `metrics.json`, `classifier.safetensors`).
+    pub classifier: Option<PathBuf>,
+    /// A quality folder (`evaluate`: `quality.json`).
+    pub quality: Option<PathBuf>,
 }
 
 /// What kind of output folder `dir` is, from its files.
@@ -94,12 +98,16 @@ fn classify(dir: &Path) -> Option<&'static str> {
         Some("sweep")
     } else if dir.join("losses.csv").exists() && dir.join("checkpoints").is_dir() {
         Some("run")
+    } else if dir.join("quality.json").exists() {
+        Some("quality")
+    } else if dir.join("metrics.json").exists() && dir.join("classifier.safetensors").exists() {
+        Some("classifier")
     } else {
         None
     }
 }
 
-/// Sorts the given folders into runs, one compare folder and one sweep folder. A folder that is
+/// Sorts the given folders into runs, one compare, sweep, classifier and quality folder each. A folder that is
 /// none of these (a demo folder, say) is searched one level down, in name order.
 pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
     let mut found = ReportInputs::default();
@@ -111,6 +119,8 @@ pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
         let slot = match kind {
             "compare" => &mut found.compare,
             "sweep" => &mut found.sweep,
+            "quality" => &mut found.quality,
+            "classifier" => &mut found.classifier,
             _ => {
                 found.runs.push((name, dir.to_path_buf()));
                 return Ok(());
@@ -379,6 +389,46 @@ pub struct CkaSection {
     pub figure: String,
 }
 
+/// One evaluated image set of the quality section.
+#[derive(Debug, Clone, Serialize)]
+pub struct QualityRow {
+    /// What was evaluated: a run and epoch, a checkpoint, or a real-data reference.
+    pub name: String,
+    /// Run name (for per-epoch rows).
+    pub run: Option<String>,
+    /// Epoch (for per-epoch rows).
+    pub epoch: Option<usize>,
+    /// FD-FMNIST against the test set.
+    pub fd: f64,
+    /// KID and its standard error.
+    pub kid: f64,
+    /// Standard error of the KID.
+    pub kid_std_error: f64,
+    /// IS analogue.
+    pub is_mean: f64,
+    /// KL divergence of the class histogram from uniform.
+    pub kl_from_uniform: f64,
+}
+
+/// The quality section (`quality.json`, and the classifier's `metrics.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct QualitySection {
+    /// Test accuracy of the classifier, when its folder is given.
+    pub classifier_accuracy: Option<f64>,
+    /// Its training epochs and seconds.
+    pub classifier_epochs: Option<usize>,
+    /// Training seconds.
+    pub classifier_seconds: Option<f64>,
+    /// Generated images per generator.
+    pub samples: usize,
+    /// Real-data references (train vs test, noised test).
+    pub calibration: Vec<QualityRow>,
+    /// The evaluated generators.
+    pub generators: Vec<QualityRow>,
+    /// FD against epoch (when runs were evaluated per epoch) and the confusion matrix.
+    pub figures: Vec<(String, String)>,
+}
+
 /// One of the seed's findings, tested on our outputs.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
@@ -415,6 +465,8 @@ pub struct ReportData {
     pub evolution: Option<EvolutionSection>,
     /// Layer CKA.
     pub cka: Option<CkaSection>,
+    /// GAN quality through the classifier.
+    pub quality: Option<QualitySection>,
     /// `(section, note)` for each hidden section: why, and how to produce it.
     pub missing: Vec<(String, String)>,
 }
@@ -883,6 +935,7 @@ fn build(
         significance: None,
         evolution: None,
         cka: None,
+        quality: None,
         missing: Vec::new(),
     };
     if data.training.is_empty() {
@@ -908,6 +961,14 @@ fn build(
         None => data.missing.push((
             "evolution".into(),
             "no sweep folder given: run `unitmatch sweep RUN_A RUN_B` and pass its folder".into(),
+        )),
+    }
+    match &inputs.quality {
+        Some(q) => data.quality = Some(quality_section(q, inputs.classifier.as_deref(), dir)?),
+        None => data.missing.push((
+            "quality".into(),
+            "no quality folder given: run `unitmatch classifier train --out CLS`, then              `unitmatch evaluate --classifier CLS/classifier.safetensors --every-epoch RUN --out Q`              and pass Q (and CLS)"
+                .into(),
         )),
     }
     data.findings = findings(&data);
@@ -1182,6 +1243,96 @@ fn evolution_section(sdir: &Path, dir: &Path) -> Result<EvolutionSection, Report
         rows,
         figures,
         first_last,
+    })
+}
+
+fn quality_section(
+    qdir: &Path,
+    cdir: Option<&Path>,
+    dir: &Path,
+) -> Result<QualitySection, ReportError> {
+    let path = qdir.join("quality.json");
+    let q = read_json(&path)?;
+    let row = |name: String, run: Option<String>, epoch: Option<usize>, v: &serde_json::Value| {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        QualityRow {
+            name,
+            run,
+            epoch,
+            fd: f("fd"),
+            kid: f("kid"),
+            kid_std_error: f("kid_std_error"),
+            is_mean: f("is_mean"),
+            kl_from_uniform: f("kl_from_uniform"),
+        }
+    };
+    let cal = &q["calibration"];
+    let mut calibration = vec![row(
+        "real: train (10,000) vs test".into(),
+        None,
+        None,
+        &cal["train_vs_test"],
+    )];
+    for n in cal["noised_test"].as_array().into_iter().flatten() {
+        let sigma = n[0].as_f64().unwrap_or(f64::NAN);
+        calibration.push(row(
+            format!("real: test + noise sigma {sigma}"),
+            None,
+            None,
+            &n[1],
+        ));
+    }
+    calibration.push(row(
+        "real: test vs itself".into(),
+        None,
+        None,
+        &cal["test_self"],
+    ));
+    let generators = q["generators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|g| {
+            let run = g["run"].as_str().map(|r| {
+                Path::new(r)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| r.to_string())
+            });
+            let epoch = g["epoch"].as_u64().map(|e| e as usize);
+            let name = match (&run, epoch) {
+                (Some(r), Some(e)) => format!("{r} epoch {e}"),
+                _ => g["checkpoint"][0].as_str().unwrap_or("?").to_string(),
+            };
+            row(name, run, epoch, &g["quality"])
+        })
+        .collect();
+    let mut figures = Vec::new();
+    if let Some(f) = copy_file(&qdir.join("quality_fd.png"), dir, "quality_fd.png")? {
+        figures.push((
+            f,
+            "FD-FMNIST against epoch, per run (lower is better)".to_string(),
+        ));
+    }
+    let metrics = cdir.and_then(|c| read_json(&c.join("metrics.json")).ok());
+    if let Some(c) = cdir
+        && let Some(f) = copy_file(&c.join("confusion.png"), dir, "confusion.png")?
+    {
+        figures.push((
+            f,
+            "The classifier's confusion matrix on the test set".to_string(),
+        ));
+    }
+    Ok(QualitySection {
+        classifier_accuracy: metrics.as_ref().and_then(|m| m["test_accuracy"].as_f64()),
+        classifier_epochs: metrics
+            .as_ref()
+            .and_then(|m| m["epochs"].as_array().map(|e| e.len())),
+        classifier_seconds: metrics.as_ref().and_then(|m| m["seconds"].as_f64()),
+        samples: q["samples"].as_u64().unwrap_or(0) as usize,
+        calibration,
+        generators,
+        figures,
     })
 }
 

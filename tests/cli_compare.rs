@@ -515,7 +515,10 @@ fn report_on_a_lone_compare_folder_hides_missing_sections_and_escapes_text() {
         .iter()
         .map(|m| m[0].as_str().unwrap())
         .collect();
-    assert_eq!(missing, ["training", "significance", "evolution"]);
+    assert_eq!(
+        missing,
+        ["training", "significance", "evolution", "quality"]
+    );
     assert!(json["evolution"].is_null() && json["findings"][2]["holds"].is_null());
     // The galleries found the checkpoints and drew the asked pairs.
     assert_eq!(

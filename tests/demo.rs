@@ -25,6 +25,9 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
     cfg.samples = 30;
     cfg.nulls.draws = 2;
     cfg.sweep_nulls.draws = 2;
+    cfg.classifier.model.width = 0.125;
+    cfg.classifier.epochs = 1;
+    cfg.quality_samples = 40;
     let out = tmp.path().join("demo");
     let device = Device::flex().autodiff();
     let s = run_demo(&cfg, &out, StartMode::Fresh, &device, &|_| {}).unwrap();

@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{PairRow, ReportData};
+use super::{PairRow, QualityRow, ReportData};
 
 /// HTML-escapes `&`, `<`, `>`, `"` and `'`.
 pub fn escape(s: &str) -> String {
@@ -27,7 +27,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Section ids, in page order.
-pub const SECTIONS: [&str; 7] = [
+pub const SECTIONS: [&str; 8] = [
     "summary",
     "training",
     "table",
@@ -35,6 +35,7 @@ pub const SECTIONS: [&str; 7] = [
     "significance",
     "evolution",
     "cka",
+    "quality",
 ];
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;\
@@ -551,6 +552,52 @@ pub fn page(d: &ReportData) -> String {
             3,
             &rows,
         );
+    }
+    o.push_str("</section>\n");
+
+    o.push_str("<section id=\"quality\"><h2>GAN quality through the classifier</h2>");
+    if !missing(&mut o, d, "quality")
+        && let Some(q) = &d.quality
+    {
+        if let Some(acc) = q.classifier_accuracy {
+            let _ = write!(
+                o,
+                "<p>Classifier: test accuracy {:.2}% ({} epochs, {} s of training). ",
+                100.0 * acc,
+                q.classifier_epochs.map_or("?".into(), |e| e.to_string()),
+                opt(q.classifier_seconds, 0)
+            );
+        } else {
+            o.push_str("<p>");
+        }
+        let _ = write!(
+            o,
+            "FD-FMNIST is the Frechet distance between Gaussians fitted to the classifier's              128 penultimate features, against the 10,000 test images; KID uses the cubic              polynomial kernel; IS is exp(E KL(p(y|x) || p(y))) with the classifier's              probabilities; KL is the class histogram's divergence from uniform. {} generated              images per generator.</p>",
+            q.samples
+        );
+        let rows = |list: &[QualityRow]| -> Vec<Vec<String>> {
+            list.iter()
+                .map(|r| {
+                    vec![
+                        r.name.clone(),
+                        num(r.fd, 3),
+                        format!("{} ± {}", num(r.kid, 4), num(r.kid_std_error, 4)),
+                        num(r.is_mean, 2),
+                        num(r.kl_from_uniform, 3),
+                    ]
+                })
+                .collect()
+        };
+        let header = ["images", "FD-FMNIST", "KID", "IS", "KL(classes || uniform)"];
+        o.push_str("<h3>Real-data calibration</h3>");
+        table(&mut o, &header, 1, &rows(&q.calibration));
+        o.push_str("<h3>Generators</h3>");
+        table(&mut o, &header, 1, &rows(&q.generators));
+        o.push_str("<div class=\"figs\">");
+        for (f, caption) in &q.figures {
+            figure(&mut o, f, caption);
+        }
+        o.push_str("</div>");
     }
     o.push_str("</section>\n</body></html>\n");
     o

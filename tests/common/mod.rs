@@ -11,7 +11,8 @@ use unitmatch::data::{IdxImages, write_idx_images, write_idx_labels};
 pub const REAL_DATA: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Writes `n` synthetic 28x28 training images (a bright square at a label-dependent place on
-/// noise) and labels into `dir`, as gzip IDX files with the official names.
+/// noise) and labels into `dir`, as gzip IDX files with the official names, as both the
+/// training and the test split.
 pub fn synthetic_data(dir: &Path, n: usize, seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut pixels = vec![0u8; n * 28 * 28];
@@ -40,6 +41,9 @@ pub fn synthetic_data(dir: &Path, n: usize, seed: u64) {
     };
     write_idx_images(&dir.join("train-images-idx3-ubyte.gz"), &images, true).unwrap();
     write_idx_labels(&dir.join("train-labels-idx1-ubyte.gz"), &labels, true).unwrap();
+    // The same images serve as the test split (for the classifier and the quality metrics).
+    write_idx_images(&dir.join("t10k-images-idx3-ubyte.gz"), &images, true).unwrap();
+    write_idx_labels(&dir.join("t10k-labels-idx1-ubyte.gz"), &labels, true).unwrap();
 }
 
 /// The fixtures folder.
