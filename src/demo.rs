@@ -5,7 +5,8 @@
 //! their last generators against two null models ([`DEMO_NULL_DRAWS`] draws each), matches their
 //! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
 //! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
-//! trains a small classifier (`classifier/`, reused when present), scores every checkpoint's
+//! takes the committed classifier (or trains a small one; `classifier/`, reused when present),
+//! scores every checkpoint's
 //! quality through it (`quality/`), and writes the HTML report (`report/index.html`).
 
 use std::path::{Path, PathBuf};
@@ -46,6 +47,41 @@ pub const DEMO_NULL_DRAWS: usize = 19;
 /// Null draws per model and epoch in the sweep (z-scores; the smallest p is 1/6).
 pub const DEMO_SWEEP_NULL_DRAWS: usize = 5;
 
+/// The committed classifier: `assets/classifier-w1.safetensors`, made with
+/// `unitmatch classifier train --epochs 5 --width 1 --batch 64 --out runs/classifier-w1` (seed 0,
+/// 2 threads; test accuracy 91.52%, see `assets/classifier-w1.metrics.json`).
+pub fn committed_classifier() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("classifier-w1.safetensors")
+}
+
+/// Puts the classifier the demo uses into `dir`: a copy of the committed checkpoint (and its
+/// metrics and confusion figure), or, without one, a freshly trained classifier.
+fn provide_classifier(cfg: &DemoConfig, dir: &Path, device: &Device) -> Result<(), DemoError> {
+    let Some(src) = &cfg.classifier_checkpoint else {
+        train_classifier(&cfg.classifier, dir, true, device, &mut |_| {})?;
+        return Ok(());
+    };
+    let io = |e: std::io::Error| DemoError::Io {
+        path: dir.to_path_buf(),
+        message: e.to_string(),
+    };
+    let tmp = crate::fsutil::temp_path_for(dir);
+    std::fs::create_dir_all(&tmp).map_err(io)?;
+    std::fs::copy(src, tmp.join("classifier.safetensors")).map_err(io)?;
+    for (suffix, name) in [
+        ("metrics.json", "metrics.json"),
+        ("confusion.png", "confusion.png"),
+    ] {
+        let side = src.with_extension(suffix);
+        if side.exists() {
+            std::fs::copy(&side, tmp.join(name)).map_err(io)?;
+        }
+    }
+    std::fs::rename(&tmp, dir).map_err(io)
+}
+
 /// Both null models with `draws` draws, alpha 0.05.
 fn both_nulls(draws: usize) -> NullOptions {
     NullOptions {
@@ -72,6 +108,10 @@ pub struct DemoConfig {
     pub classifier: ClassifierTrainConfig,
     /// Generated images per checkpoint for the quality metrics.
     pub quality_samples: usize,
+    /// A trained classifier to use instead of training one: the committed
+    /// `assets/classifier-w1.safetensors` (with its `.metrics.json` and `.confusion.png`
+    /// beside it), when present.
+    pub classifier_checkpoint: Option<PathBuf>,
 }
 
 impl DemoConfig {
@@ -97,6 +137,7 @@ impl DemoConfig {
                 ..ClassifierTrainConfig::new(0, data_dir.clone())
             },
             quality_samples: DEMO_QUALITY_SAMPLES,
+            classifier_checkpoint: Some(committed_classifier()).filter(|p| p.exists()),
         }
     }
 }
@@ -281,7 +322,7 @@ pub fn run_demo(
     let classifier_dir = out.join("classifier");
     if !classifier_dir.join("classifier.safetensors").exists() {
         progress(DemoEvent::Stage("classifier"));
-        train_classifier(&cfg.classifier, &classifier_dir, true, device, &mut |_| {})?;
+        provide_classifier(cfg, &classifier_dir, device)?;
     }
     progress(DemoEvent::Stage("quality"));
     let quality_dir = out.join("quality");
