@@ -9,20 +9,25 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::tensor::Device;
-use ndarray::{Array2, ArrayView4};
+use burn::tensor::{Tensor, TensorData};
+use ndarray::{Array2, Array4, ArrayView4};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{CheckpointError, load_generator};
 use crate::cka;
+use crate::classifier::{Classifier, is_classifier_checkpoint, load_classifier};
 use crate::fsutil::{sha256_file, versions};
-use crate::model::{Generator, ModelConfig};
+use crate::model::{GEN_LAYERS, Generator, ModelConfig};
+
+/// The generator's output layer: A's images, which a classifier B sees.
+const GEN_OUT: &str = GEN_LAYERS[2];
 use crate::null::{
     NullAccumulators, NullKind, NullOptions, layer_pair_significance, permuted_acts,
     random_init_seed, significance_json,
 };
 use crate::similarity::{Measure, SimilarityTable, UnitInfo, cross_table, summarize};
 use crate::stats::{LayerSpec, MomentAccumulator, StatsError};
-use crate::unroll::{UnrollError, ZSource, unroll_generator};
+use crate::unroll::{UnrollError, ZSource, tensor_to_array4, unroll_generator};
 
 /// What to compare and how.
 #[derive(Debug, Clone)]
@@ -127,8 +132,12 @@ pub struct CompareInputs {
     pub b: (PathBuf, String),
     /// Architecture of A as loaded.
     pub model_a: ModelConfig,
-    /// Architecture of B as loaded.
+    /// Architecture of B as loaded (for a classifier B: its width, and its BatchNorm eps 1e-5).
     pub model_b: ModelConfig,
+    /// What B is: `"generator"` (default, also for older run.json files) or `"classifier"`
+    /// (B's activations are the classifier's response to A's generated images).
+    #[serde(default = "generator_kind")]
+    pub network_b: String,
     /// z source description.
     pub z: serde_json::Value,
     /// Measure name.
@@ -137,23 +146,117 @@ pub struct CompareInputs {
     pub layers: Vec<String>,
 }
 
-/// Layer layout of the accumulator: A's layers (network "a") then B's (network "b").
-pub fn layer_specs(ga: &Generator, gb: &Generator, layers: &[String]) -> Vec<LayerSpec> {
-    let mut out = Vec::new();
-    for (net, g) in [("a", ga), ("b", gb)] {
-        for (name, c, side) in g.layer_shapes() {
-            if layers.contains(&name) {
-                out.push(LayerSpec {
-                    network: net.to_string(),
-                    name,
-                    channels: c,
-                    height: side,
-                    width: side,
-                });
+fn generator_kind() -> String {
+    "generator".into()
+}
+
+/// Network B of a comparison: another generator on the same z, or a classifier that sees A's
+/// generated images (the seed's "generator against a discriminative network").
+pub enum NetworkB {
+    /// A generator, unrolled on the same z as A.
+    Generator(Generator),
+    /// A classifier, run on A's images for the same z.
+    Classifier(Classifier),
+}
+
+impl NetworkB {
+    /// Loads B: a classifier checkpoint (metadata format `unitmatch-classifier-v1`) or any
+    /// generator checkpoint `load_generator` reads.
+    pub fn load(
+        path: &Path,
+        default_bn_eps: f64,
+        device: &Device,
+    ) -> Result<(Self, ModelConfig), CompareError> {
+        if is_classifier_checkpoint(path) {
+            let c = load_classifier(path, device).map_err(|e| CompareError::Io {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            let width = c.config().width;
+            Ok((
+                Self::Classifier(c),
+                ModelConfig {
+                    width,
+                    bn_eps: 1e-5,
+                },
+            ))
+        } else {
+            let (g, m) = load_generator(path, default_bn_eps, device)?;
+            Ok((Self::Generator(g), m))
+        }
+    }
+
+    /// `"generator"` or `"classifier"`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Generator(_) => "generator",
+            Self::Classifier(_) => "classifier",
+        }
+    }
+
+    /// `(layer, channels, side)` of the layers compared on B's side.
+    fn layer_shapes(&self, layers: &[String]) -> Vec<(String, usize, usize)> {
+        match self {
+            Self::Generator(g) => g
+                .layer_shapes()
+                .into_iter()
+                .filter(|(n, _, _)| layers.contains(n))
+                .collect(),
+            Self::Classifier(c) => c.layer_shapes(),
+        }
+    }
+
+    /// A freshly initialised, untrained network of the same architecture (random-init null).
+    fn random_like(&self, model: &ModelConfig, seed: u64, device: &Device) -> Self {
+        match self {
+            Self::Generator(_) => Self::Generator(Generator::new(model, seed, device)),
+            Self::Classifier(c) => Self::Classifier(Classifier::new(&c.config(), seed, device)),
+        }
+    }
+
+    /// B's activations for one z batch: the generator unrolled on `z`, or the classifier run on
+    /// A's images `images_a` (`[n, 1, 32, 32]`).
+    pub fn activations(
+        &self,
+        z: &[f32],
+        images_a: &Array4<f32>,
+        layers: &[String],
+        device: &Device,
+    ) -> Vec<Array4<f32>> {
+        match self {
+            Self::Generator(g) => unroll_generator(g, z, layers, device),
+            Self::Classifier(c) => {
+                let (n, _, h, w) = images_a.dim();
+                let data =
+                    TensorData::new(images_a.iter().copied().collect::<Vec<f32>>(), [n, 1, h, w]);
+                let out = c.forward_with_activations(Tensor::<4>::from_data(data, device), false);
+                out.activations
+                    .into_iter()
+                    .map(|(_, t)| tensor_to_array4(t))
+                    .collect()
             }
         }
     }
-    out
+}
+
+/// Layer layout of the accumulator: A's layers (network "a") then B's (network "b").
+/// For a classifier B, all of its layers (`cls.block1..3`) are compared.
+pub fn layer_specs(ga: &Generator, gb: &NetworkB, layers: &[String]) -> Vec<LayerSpec> {
+    let a = ga
+        .layer_shapes()
+        .into_iter()
+        .filter(|(n, _, _)| layers.contains(n))
+        .map(|s| ("a", s));
+    let b = gb.layer_shapes(layers).into_iter().map(|s| ("b", s));
+    a.chain(b)
+        .map(|(net, (name, c, side))| LayerSpec {
+            network: net.to_string(),
+            name,
+            channels: c,
+            height: side,
+            width: side,
+        })
+        .collect()
 }
 
 /// Runs a comparison into `out` (see the module doc). Nothing is left at `out` on error:
@@ -198,12 +301,13 @@ pub fn compare_with_nulls(
     }
     check_output(out, cfg.force)?;
     let (ga, ma) = load_generator(&cfg.a, cfg.default_bn_eps, device)?;
-    let (gb, mb) = load_generator(&cfg.b, cfg.default_bn_eps, device)?;
+    let (gb, mb) = NetworkB::load(&cfg.b, cfg.default_bn_eps, device)?;
     let inputs = CompareInputs {
         a: (cfg.a.clone(), sha256_file(&cfg.a).map_err(io(&cfg.a))?),
         b: (cfg.b.clone(), sha256_file(&cfg.b).map_err(io(&cfg.b))?),
         model_a: ma,
         model_b: mb,
+        network_b: gb.kind().to_string(),
         z: cfg.z.describe(),
         measure: cfg.measure,
         layers: cfg.layers.clone(),
@@ -216,9 +320,9 @@ pub fn compare_with_nulls(
         .map(|&k| NullAccumulators::new(k, nulls.draws, &specs))
         .collect::<Result<Vec<_>, _>>()?;
     // Random-init null: untrained generators with B's architecture, seed 1_000_003 + d.
-    let random_b: Vec<Generator> = if nulls.kinds.contains(&NullKind::RandomInit) {
+    let random_b: Vec<NetworkB> = if nulls.kinds.contains(&NullKind::RandomInit) {
         (0..nulls.draws)
-            .map(|d| Generator::new(&mb, random_init_seed(d), device))
+            .map(|d| gb.random_like(&mb, random_init_seed(d), device))
             .collect()
     } else {
         Vec::new()
@@ -235,8 +339,22 @@ pub fn compare_with_nulls(
     let mut done = 0;
     for &i in &batches {
         let z = cfg.z.batch(i);
-        let acts_a = unroll_generator(&ga, &z, &cfg.layers, device);
-        let acts_b = unroll_generator(&gb, &z, &cfg.layers, device);
+        // A classifier B sees A's images: unroll A's output too when it is not compared.
+        let with_image =
+            matches!(gb, NetworkB::Classifier(_)) && !cfg.layers.contains(&GEN_OUT.to_string());
+        let mut layers_a = cfg.layers.clone();
+        if with_image {
+            layers_a.push(GEN_OUT.to_string());
+        }
+        let mut acts_a = unroll_generator(&ga, &z, &layers_a, device);
+        let images_a = if with_image {
+            acts_a.pop().expect("gen.out was unrolled")
+        } else {
+            let k = cfg.layers.iter().position(|l| l == GEN_OUT);
+            k.map(|k| acts_a[k].clone())
+                .unwrap_or_else(|| Array4::zeros((0, 1, 32, 32)))
+        };
+        let acts_b = gb.activations(&z, &images_a, &cfg.layers, device);
         let views: Vec<ArrayView4<f32>> = acts_a.iter().chain(&acts_b).map(|a| a.view()).collect();
         acc.add_batch(&views)?;
         for na in &mut null_accs {
@@ -246,7 +364,7 @@ pub fn compare_with_nulls(
                 }
                 NullKind::RandomInit => {
                     na.add_batch(&acts_a, &mut |d| {
-                        unroll_generator(&random_b[d], &z, &cfg.layers, device)
+                        random_b[d].activations(&z, &images_a, &cfg.layers, device)
                     })?;
                 }
             }

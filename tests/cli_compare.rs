@@ -541,3 +541,120 @@ fn report_on_a_lone_compare_folder_hides_missing_sections_and_escapes_text() {
     let err = String::from_utf8_lossy(&bad.get_output().stderr).to_string();
     assert!(err.contains("nothing-here"), "{err}");
 }
+
+#[test]
+fn compare_accepts_a_classifier_as_b() {
+    use unitmatch::classifier::{Classifier, ClassifierConfig, save_classifier};
+    use unitmatch::unroll::{ZSource, tensor_to_array4, unroll_generator};
+    let tmp = tempfile::tempdir().unwrap();
+    let device = Device::flex();
+    let cls = Classifier::new(&ClassifierConfig { width: 0.125 }, 4, &device);
+    let cls_path = tmp.path().join("cls.safetensors");
+    save_classifier(&cls, &cls_path).unwrap();
+    let gen_path = fixtures().join("gen_w0125.pt");
+    let out = tmp.path().join("out");
+    compare(
+        &gen_path,
+        &cls_path,
+        &out,
+        &[
+            "--samples",
+            "40",
+            "--batch",
+            "20",
+            "--null",
+            "permuted-z,random-init",
+            "--null-draws",
+            "2",
+        ],
+    )
+    .success();
+    let t = table(&out);
+    // A: 16 + 8 + 1 generator units; B: the classifier's 4 + 8 + 16 block units.
+    assert_eq!(t.shape(), &[25, 28]);
+    let units = std::fs::read_to_string(out.join("units_b.csv")).unwrap();
+    let layers: Vec<&str> = units
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(1).unwrap())
+        .collect();
+    assert_eq!(layers.iter().filter(|l| **l == "cls.block1").count(), 4);
+    assert_eq!(layers.iter().filter(|l| **l == "cls.block3").count(), 16);
+    let run: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["inputs"]["network_b"], "classifier");
+    assert!(out.join("significance.json").exists());
+    // Self-consistency: A's image (gen.out) against the classifier's block1 maps of those very
+    // images, both 32 x 32, is the plain Pearson correlation over samples and pixels.
+    let (g, _) = unitmatch::checkpoint::load_generator(&gen_path, 0.8, &device).unwrap();
+    let z = ZSource::seeded(40, 20);
+    let (mut xs, mut ys) = (vec![Vec::new(); 1], vec![Vec::new(); 4]);
+    for b in 0..z.batches() {
+        let zb = z.batch(b);
+        let img = unroll_generator(&g, &zb, &["gen.out".to_string()], &device).remove(0);
+        let (n, _, h, w) = img.dim();
+        let x = burn::tensor::Tensor::<4>::from_data(
+            TensorData::new(img.iter().copied().collect::<Vec<f32>>(), [n, 1, h, w]),
+            &device,
+        );
+        let acts = tensor_to_array4(
+            cls.forward_with_activations(x, false)
+                .activations
+                .remove(0)
+                .1,
+        );
+        xs[0].extend(img.iter().map(|&v| v as f64));
+        for (c, y) in ys.iter_mut().enumerate() {
+            y.extend(
+                acts.slice(ndarray::s![.., c, .., ..])
+                    .iter()
+                    .map(|&v| v as f64),
+            );
+        }
+    }
+    let pearson = |a: &[f64], b: &[f64]| {
+        let n = a.len() as f64;
+        let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
+        let cov: f64 = a.iter().zip(b).map(|(x, y)| (x - ma) * (y - mb)).sum();
+        let va: f64 = a.iter().map(|x| (x - ma).powi(2)).sum();
+        let vb: f64 = b.iter().map(|y| (y - mb).powi(2)).sum();
+        cov / (va * vb).sqrt()
+    };
+    let mut live = 0;
+    for c in 0..4 {
+        let want = pearson(&xs[0], &ys[c]);
+        let got = t[[24, c]] as f64;
+        if want.is_nan() {
+            // A ReLU channel that never fires: dead, scored 0 and flagged.
+            assert_eq!(got, 0.0);
+            assert!(
+                units.lines().nth(1 + c).unwrap().ends_with(",true"),
+                "channel {c} dead"
+            );
+        } else {
+            live += 1;
+            assert!((got - want).abs() < 1e-4, "channel {c}: {got} vs {want}");
+        }
+    }
+    assert!(live >= 2, "most channels are live");
+    // The report draws galleries for classifier pairs too.
+    unitmatch()
+        .args(["report"])
+        .arg(&out)
+        .args(["--top", "1", "--buddies", "0", "--gallery-samples", "20"])
+        .assert()
+        .success();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        json["matches"]["top_galleries"].as_array().unwrap().len(),
+        1
+    );
+    assert!(
+        json["matches"]["top_galleries"][0]["unit_b"]
+            .as_str()
+            .unwrap()
+            .starts_with("cls.")
+    );
+}

@@ -13,6 +13,8 @@ use burn::tensor::Device;
 use ndarray::{Array4, ArrayView2, s};
 
 use crate::checkpoint::load_generator;
+use crate::classifier::CLS_LAYERS;
+use crate::compare::NetworkB;
 use crate::fsutil::sha256_file;
 use crate::model::Generator;
 use crate::render::{GalleryRow, Panel, gallery_png, overlay_panel};
@@ -58,8 +60,9 @@ pub struct GalleryPair {
 /// Loads the generators of a comparison and can draw galleries of its pairs.
 pub struct GalleryMaker {
     ga: Generator,
-    gb: Generator,
+    gb: NetworkB,
     layers: Vec<String>,
+    layers_b: Vec<String>,
     z: Vec<f32>,
     n: usize,
     device: Device,
@@ -110,13 +113,12 @@ impl GalleryMaker {
         let (pb, hb) = side("b")?;
         let pa = find_checkpoint(dir, &pa, &ha)?;
         let pb = find_checkpoint(dir, &pb, &hb)?;
-        let load = |p: &Path, eps| {
-            load_generator(p, eps, device)
-                .map(|g| g.0)
-                .map_err(|e| e.to_string())
-        };
-        let ga = load(&pa, bn_eps("model_a"))?;
-        let gb = load(&pb, bn_eps("model_b"))?;
+        let ga = load_generator(&pa, bn_eps("model_a"), device)
+            .map(|g| g.0)
+            .map_err(|e| e.to_string())?;
+        let gb = NetworkB::load(&pb, bn_eps("model_b"), device)
+            .map(|g| g.0)
+            .map_err(|e| e.to_string())?;
         let zd = &inputs["z"];
         let source = match zd["kind"].as_str() {
             Some("seeded") => ZSource::Seeded {
@@ -144,7 +146,7 @@ impl GalleryMaker {
         if n == 0 {
             return Err(format!("{}: the comparison has no z", path.display()));
         }
-        let layers = inputs["layers"]
+        let layers: Vec<String> = inputs["layers"]
             .as_array()
             .map(|l| {
                 l.iter()
@@ -152,10 +154,15 @@ impl GalleryMaker {
                     .collect()
             })
             .unwrap_or_default();
+        let layers_b = match &gb {
+            NetworkB::Generator(_) => layers.clone(),
+            NetworkB::Classifier(_) => CLS_LAYERS.iter().map(|l| l.to_string()).collect(),
+        };
         Ok(Self {
             ga,
             gb,
             layers,
+            layers_b,
             z,
             n,
             device: device.clone(),
@@ -186,23 +193,29 @@ impl GalleryMaker {
         prefix: &str,
     ) -> Result<Vec<GalleryPair>, String> {
         let (acts_a, img_a) = self.unroll(&self.ga, 0, self.n);
-        let (acts_b, img_b) = self.unroll(&self.gb, 0, self.n);
-        let layer_of =
-            |units: &[UnitInfo], flat: usize| -> Result<(usize, usize, UnitInfo), String> {
-                let u = units
-                    .get(flat)
-                    .ok_or(format!("unit {flat} is not in the table"))?;
-                let l = self
-                    .layers
-                    .iter()
-                    .position(|l| *l == u.layer)
-                    .ok_or(format!("layer {} was not unrolled", u.layer))?;
-                Ok((l, u.channel, u.clone()))
-            };
+        // A classifier B sees A's images; its panels show them with the classifier's maps.
+        let (acts_b, img_b) = match &self.gb {
+            NetworkB::Generator(g) => self.unroll(g, 0, self.n),
+            NetworkB::Classifier(_) => {
+                let z = &self.z[..self.n * crate::model::LATENT_DIM];
+                let acts = self.gb.activations(z, &img_a, &self.layers_b, &self.device);
+                (acts, img_a.clone())
+            }
+        };
+        let layer_of = |units: &[UnitInfo], layers: &[String], flat: usize| {
+            let u = units
+                .get(flat)
+                .ok_or(format!("unit {flat} is not in the table"))?;
+            let l = layers
+                .iter()
+                .position(|l| *l == u.layer)
+                .ok_or(format!("layer {} was not unrolled", u.layer))?;
+            Ok::<_, String>((l, u.channel, u.clone()))
+        };
         let mut out = Vec::new();
         for (k, &(fa, fb)) in pairs.iter().enumerate() {
-            let (la, ca, ua) = layer_of(&table.rows, fa)?;
-            let (lb, cb, ub) = layer_of(&table.cols, fb)?;
+            let (la, ca, ua) = layer_of(&table.rows, &self.layers, fa)?;
+            let (lb, cb, ub) = layer_of(&table.cols, &self.layers_b, fb)?;
             let (ma, mb) = (
                 acts_a[la].slice(s![.., ca, .., ..]),
                 acts_b[lb].slice(s![.., cb, .., ..]),
