@@ -107,6 +107,10 @@ pub struct TrainArgs {
     /// Epsilon of the BatchNorms after convolutions (the reference's 0.8).
     #[arg(long, default_value_t = 0.8)]
     pub bn_eps: f64,
+    /// Compute the generator's upsample + conv as upsample then 3x3 conv (as PyTorch does)
+    /// instead of the default, exact, 2.25x cheaper phase decomposition; for A/B checks.
+    #[arg(long)]
+    pub reference_ops: bool,
     /// Run folder.
     #[arg(long)]
     pub out: PathBuf,

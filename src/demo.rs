@@ -6,8 +6,9 @@
 //! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
 //! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
 //! takes the committed classifier (or trains a small one; `classifier/`, reused when present),
-//! scores every checkpoint's
-//! quality through it (`quality/`), and writes the HTML report (`report/index.html`).
+//! compares GAN A's last generator against it (`compare-classifier/`), scores every
+//! checkpoint's quality through it (`quality/`), and writes the HTML report
+//! (`report/index.html`).
 
 use std::path::{Path, PathBuf};
 
@@ -193,7 +194,7 @@ pub enum DemoEvent {
     Compare(CompareEvent),
     /// An epoch-sweep event.
     Sweep(SweepEvent),
-    /// A later stage starts: "classifier", "quality" or "report".
+    /// A later stage starts: "classifier", "classifier-compare", "quality" or "report".
     Stage(&'static str),
 }
 
@@ -324,6 +325,29 @@ pub fn run_demo(
         progress(DemoEvent::Stage("classifier"));
         provide_classifier(cfg, &classifier_dir, device)?;
     }
+    // GAN A against the classifier (B sees A's images of the same z).
+    progress(DemoEvent::Stage("classifier-compare"));
+    let classifier_compare_dir = out.join("compare-classifier");
+    let cls_cfg = CompareConfig {
+        b: classifier_dir.join("classifier.safetensors"),
+        ..ccfg.clone()
+    };
+    let cls_comparison = compare_with_nulls(
+        &cls_cfg,
+        &cfg.nulls,
+        &classifier_compare_dir,
+        &eval_device,
+        &mut |e| progress(DemoEvent::Compare(e)),
+    )?;
+    let cls_table = cls_comparison
+        .table
+        .as_ref()
+        .expect("a full comparison writes its table");
+    write_match_outputs(
+        &match_table(cls_table, &MatchOptions::default()),
+        cls_table,
+        &classifier_compare_dir,
+    )?;
     progress(DemoEvent::Stage("quality"));
     let quality_dir = out.join("quality");
     let ecfg = EvaluateConfig {
@@ -345,6 +369,7 @@ pub fn run_demo(
         sweep: Some(sweep_dir.clone()),
         classifier: Some(classifier_dir),
         quality: Some(quality_dir),
+        classifier_compare: Some(classifier_compare_dir),
     };
     let report_dir = out.join("report");
     let report = write_report(

@@ -20,7 +20,7 @@ use unitmatch::demo::{DemoConfig, DemoEvent, run_demo};
 use unitmatch::device::{DeviceKind, select_device, set_threads};
 use unitmatch::evaluate::{self, EvaluateConfig, EvaluateEvent};
 use unitmatch::matching::{self, MatchOptions, MatchReport};
-use unitmatch::model::ModelConfig;
+use unitmatch::model::{ModelConfig, UpConvOps};
 use unitmatch::null::{NullOptions, parse_null_list};
 use unitmatch::report::{self as report, ReportOptions};
 use unitmatch::similarity::Measure;
@@ -127,6 +127,9 @@ fn cmd_train(a: TrainArgs, kind: DeviceKind, show: bool) -> Result<()> {
     cfg.batch = a.batch;
     cfg.lr = a.lr;
     cfg.limit = a.limit;
+    if a.reference_ops {
+        cfg.ops = UpConvOps::Reference;
+    }
     let summary = train_with_progress(
         &cfg,
         &a.out,

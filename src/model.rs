@@ -9,13 +9,15 @@ use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::{leaky_relu, sigmoid, tanh};
-use burn::tensor::module::{batch_norm, batch_norm_train, interpolate};
-use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
+use burn::tensor::module::{batch_norm, batch_norm_train};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 use serde::{Deserialize, Serialize};
+
+mod upconv;
+pub use upconv::{UpConvOps, transposed_kernel, up_conv, upsample_nearest2};
 
 /// Size of the latent code z.
 pub const LATENT_DIM: usize = 100;
@@ -160,26 +162,92 @@ impl Generator {
         self.forward_with_activations(z, train).image
     }
 
+    /// Images only, computing upsample + conv by `ops`.
+    pub fn forward_ops(&self, z: Tensor<2>, train: bool, ops: UpConvOps) -> Tensor<4> {
+        self.forward_with_activations_ops(z, train, ops).image
+    }
+
+    /// [`Generator::forward_with_activations_ops`] with the default (phase) up-convolution.
+    pub fn forward_with_activations(&self, z: Tensor<2>, train: bool) -> GeneratorOutput {
+        self.forward_with_activations_ops(z, train, UpConvOps::default())
+    }
+
     /// Runs the generator and returns the image with the named activations.
     ///
     /// `train` selects batch statistics in BatchNorm (and updates the running statistics, as
     /// PyTorch's train mode does); otherwise the running statistics are used (eval mode).
+    /// `ops` chooses how "upsample x2, conv 3x3" is computed; both give the same numbers up to
+    /// float rounding.
     ///
     /// # Shapes
     /// - z: `[batch, 100]`
     /// - image: `[batch, 1, 32, 32]`
-    pub fn forward_with_activations(&self, z: Tensor<2>, train: bool) -> GeneratorOutput {
+    pub fn forward_with_activations_ops(
+        &self,
+        z: Tensor<2>,
+        train: bool,
+        ops: UpConvOps,
+    ) -> GeneratorOutput {
+        if !train {
+            return self.forward_eval(z, ops);
+        }
         let [batch, _] = z.dims();
         let c0 = self.base_channels();
         let x = self.l1.forward(z); // [batch, 128w * 64]
         let x = x.reshape([batch, c0, 8, 8]); // [batch, 128w, 8, 8]
         let x = bn_forward(&self.bn0, x, train);
-        let x = upsample_nearest2(x); // [batch, 128w, 16, 16]
-        let x = self.conv1.forward(x);
+        let up_conv = |x, conv: &Conv2d| {
+            up_conv(
+                x,
+                conv.weight.val(),
+                conv.bias.as_ref().map(|b| b.val()),
+                ops,
+            )
+        };
+        let x = up_conv(x, &self.conv1); // upsample to 16 x 16, conv: [batch, 128w, 16, 16]
         let block1 = leaky_relu(bn_forward(&self.bn1, x, train), LEAKY_SLOPE);
-        let x = upsample_nearest2(block1.clone()); // [batch, 128w, 32, 32]
-        let x = self.conv2.forward(x); // [batch, 64w, 32, 32]
+        let x = up_conv(block1.clone(), &self.conv2); // up to 32 x 32: [batch, 64w, 32, 32]
         let block2 = leaky_relu(bn_forward(&self.bn2, x, train), LEAKY_SLOPE);
+        let out = tanh(self.conv_out.forward(block2.clone())); // [batch, 1, 32, 32]
+        GeneratorOutput {
+            image: out.clone(),
+            activations: vec![
+                (GEN_LAYERS[0].to_string(), block1),
+                (GEN_LAYERS[1].to_string(), block2),
+                (GEN_LAYERS[2].to_string(), out),
+            ],
+        }
+    }
+
+    /// Eval mode with every BatchNorm folded into the layer before it, so that no separate
+    /// normalisation pass runs: with `s = gamma / sqrt(running_var + eps)` per channel, the
+    /// layer's weights become `s W` and its bias `s (b - running_mean) + beta`. Same numbers as
+    /// the unfolded eval path up to float rounding (tested against PyTorch fixtures).
+    fn forward_eval(&self, z: Tensor<2>, ops: UpConvOps) -> GeneratorOutput {
+        let [batch, _] = z.dims();
+        let c0 = self.base_channels();
+        // l1's columns are channel-major: column j feeds channel j / 64 of the 8 x 8 map.
+        let (s0, t0) = bn_scale_shift(&self.bn0);
+        let per_column = |v: Tensor<1>| v.reshape([c0, 1]).repeat_dim(1, 64).reshape([1, c0 * 64]);
+        let (s0, t0) = (per_column(s0), per_column(t0));
+        let w = self.l1.weight.val() * s0.clone();
+        let b = match &self.l1.bias {
+            Some(b) => b.val().reshape([1, c0 * 64]) * s0 + t0,
+            None => t0,
+        };
+        let x = (z.matmul(w) + b).reshape([batch, c0, 8, 8]);
+        let folded_up_conv = |x, conv: &Conv2d, bn: &BatchNorm| {
+            let (s, t) = bn_scale_shift(bn);
+            let c = s.dims()[0];
+            let w = conv.weight.val() * s.clone().reshape([c, 1, 1, 1]);
+            let b = match &conv.bias {
+                Some(b) => b.val() * s + t,
+                None => t,
+            };
+            leaky_relu(up_conv(x, w, Some(b), ops), LEAKY_SLOPE)
+        };
+        let block1 = folded_up_conv(x, &self.conv1, &self.bn1); // [batch, 128w, 16, 16]
+        let block2 = folded_up_conv(block1.clone(), &self.conv2, &self.bn2); // [batch, 64w, 32, 32]
         let out = tanh(self.conv_out.forward(block2.clone())); // [batch, 1, 32, 32]
         GeneratorOutput {
             image: out.clone(),
@@ -280,13 +348,12 @@ impl Discriminator {
     }
 }
 
-/// Nearest-neighbour upsampling by 2 (PyTorch `nn.Upsample(scale_factor=2)`).
-fn upsample_nearest2(x: Tensor<4>) -> Tensor<4> {
-    let [_, _, h, w] = x.dims();
-    interpolate(
-        x,
-        InterpolateOptions::new(InterpolateMode::Nearest).with_output_size([2 * h, 2 * w]),
-    )
+/// Eval-mode BatchNorm as a per-channel affine map `y = s x + t`:
+/// `s = gamma / sqrt(running_var + eps)`, `t = beta - s running_mean`.
+fn bn_scale_shift(bn: &BatchNorm) -> (Tensor<1>, Tensor<1>) {
+    let s = bn.gamma.val() / bn.running_var.value().add_scalar(bn.epsilon).sqrt();
+    let t = bn.beta.val() - s.clone() * bn.running_mean.value();
+    (s, t)
 }
 
 /// BatchNorm2d with PyTorch semantics.

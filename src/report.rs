@@ -88,12 +88,23 @@ pub struct ReportInputs {
     pub classifier: Option<PathBuf>,
     /// A quality folder (`evaluate`: `quality.json`).
     pub quality: Option<PathBuf>,
+    /// A compare folder whose B is a classifier (`compare GEN CLS.safetensors`): GAN A
+    /// against a discriminative network.
+    pub classifier_compare: Option<PathBuf>,
 }
 
 /// What kind of output folder `dir` is, from its files.
 fn classify(dir: &Path) -> Option<&'static str> {
     if dir.join("table.npy").exists() && dir.join("run.json").exists() {
-        Some("compare")
+        let b_is_classifier = std::fs::read_to_string(dir.join("run.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|v| v["inputs"]["network_b"] == "classifier");
+        Some(if b_is_classifier {
+            "classifier-compare"
+        } else {
+            "compare"
+        })
     } else if dir.join("sweep.json").exists() {
         Some("sweep")
     } else if dir.join("losses.csv").exists() && dir.join("checkpoints").is_dir() {
@@ -121,6 +132,7 @@ pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
             "sweep" => &mut found.sweep,
             "quality" => &mut found.quality,
             "classifier" => &mut found.classifier,
+            "classifier-compare" => &mut found.classifier_compare,
             _ => {
                 found.runs.push((name, dir.to_path_buf()));
                 return Ok(());
@@ -370,6 +382,8 @@ pub struct SignificanceSection {
 pub struct EvolutionSection {
     /// The sweep folder.
     pub dir: PathBuf,
+    /// Latent codes compared at every epoch.
+    pub samples: u64,
     /// Epochs compared.
     pub epochs: Vec<usize>,
     /// `evolution.csv`.
@@ -387,6 +401,40 @@ pub struct CkaSection {
     pub rows: Vec<LayerCka>,
     /// A x B linear CKA as a layer x layer heatmap.
     pub figure: String,
+}
+
+/// GAN A against a classifier (a compare folder whose B is a classifier): the seed's future
+/// work, "a generator against a discriminative network".
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassifierMatchSection {
+    /// The compare folder.
+    pub dir: PathBuf,
+    /// Latent codes accumulated (the classifier saw A's images of them).
+    pub samples: u64,
+    /// Units of A and of the classifier.
+    pub units: [usize; 2],
+    /// Per layer pair: mean, max, mean of row max, mean of column max.
+    pub layer_pairs: Vec<LayerPairSummary>,
+    /// Figures: the full table and one cell per layer pair (mean best-match r).
+    pub figures: [String; 2],
+    /// Strict mutual best buddies.
+    pub strict_buddies: usize,
+    /// Fraction of A's live units with a strict buddy.
+    pub strict_fraction_a: f64,
+    /// Rosetta (top-k) buddies.
+    pub rosetta_buddies: usize,
+    /// Fraction of A's live units with a Rosetta buddy.
+    pub rosetta_fraction_a: f64,
+    /// Rosetta k.
+    pub k: usize,
+    /// The strict buddies, best first.
+    pub buddies: Vec<PairRow>,
+    /// Gallery figures of the best buddies.
+    pub galleries: Vec<GalleryPair>,
+    /// Why galleries are missing, when they are.
+    pub gallery_note: Option<String>,
+    /// Significance against the null models run with the comparison.
+    pub significance: Option<SignificanceSection>,
 }
 
 /// One evaluated image set of the quality section.
@@ -467,6 +515,8 @@ pub struct ReportData {
     pub cka: Option<CkaSection>,
     /// GAN quality through the classifier.
     pub quality: Option<QualitySection>,
+    /// GAN A against the classifier.
+    pub classifier_match: Option<ClassifierMatchSection>,
     /// `(section, note)` for each hidden section: why, and how to produce it.
     pub missing: Vec<(String, String)>,
 }
@@ -516,6 +566,7 @@ fn table_heatmaps(
     table: &SimilarityTable,
     report: &MatchReport,
     title: &str,
+    b_units: &str,
     dir: &Path,
     prefix: &str,
 ) -> Result<(String, String, String, String), ReportError> {
@@ -526,7 +577,7 @@ fn table_heatmaps(
         cols: &cs,
         title,
         row_label: "GAN A units",
-        col_label: "GAN B units",
+        col_label: b_units,
         limit: Some(1.0),
     };
     let name = format!("{prefix}.png");
@@ -882,9 +933,25 @@ fn findings(data: &ReportData) -> Vec<Finding> {
                     };
                     let v = |r: Option<&EvolutionRow>| r.map_or(f64::NAN, |r| r.mean_row_max);
                     let init = e.epochs.contains(&0).then(|| v(at(0)));
+                    // Sampling error of a correlation over n independent samples is
+                    // (1 - r^2) / sqrt(n - 1); the z are the independent samples (positions
+                    // within one z are not), and a layer's mean best-match r is no noisier
+                    // than one unit's. A change counts when it exceeds twice the standard
+                    // error of a difference of two such estimates.
+                    let n = e.samples.max(2) as f64;
+                    let r = v(rf).max(v(rl));
+                    let tol = 2.0 * std::f64::consts::SQRT_2 * (1.0 - r * r) / (n - 1.0).sqrt();
+                    let change = v(rl) - v(rf);
+                    let holds = if change < -tol {
+                        Some(true)
+                    } else if change > tol {
+                        Some(false)
+                    } else {
+                        None
+                    };
                     Finding {
                         claim: claim.into(),
-                        holds: Some(v(rl) < v(rf)),
+                        holds,
                         evidence: format!(
                             "{} x {} mean best-match r: epoch {f} {:.3} (random-init z {}, \
                              permuted-z z {}), epoch {l} {:.3} (z {}, {}){}",
@@ -897,6 +964,10 @@ fn findings(data: &ReportData) -> Vec<Finding> {
                             z(rl, 0),
                             z(rl, 1),
                             init.map_or(String::new(), |i| format!("; at initialisation {i:.3}"))
+                        ) + &format!(
+                            "; change {change:+.3} against a sampling tolerance of ±{tol:.3} \
+                             (2 sqrt(2) (1 - r^2) / sqrt(n - 1), n = {} z)",
+                            e.samples
                         ),
                     }
                 }
@@ -936,6 +1007,7 @@ fn build(
         evolution: None,
         cka: None,
         quality: None,
+        classifier_match: None,
         missing: Vec::new(),
     };
     if data.training.is_empty() {
@@ -967,12 +1039,86 @@ fn build(
         Some(q) => data.quality = Some(quality_section(q, inputs.classifier.as_deref(), dir)?),
         None => data.missing.push((
             "quality".into(),
-            "no quality folder given: run `unitmatch classifier train --out CLS`, then              `unitmatch evaluate --classifier CLS/classifier.safetensors --every-epoch RUN --out Q`              and pass Q (and CLS)"
+            "no quality folder given: run `unitmatch classifier train --out CLS`, then \
+             `unitmatch evaluate --classifier CLS/classifier.safetensors --every-epoch RUN --out Q` \
+             and pass Q (and CLS)"
+                .into(),
+        )),
+    }
+    match &inputs.classifier_compare {
+        Some(c) => data.classifier_match = Some(classifier_match_section(c, opts, dir, device)?),
+        None => data.missing.push((
+            "classifier-match".into(),
+            "no generator-vs-classifier comparison given: run `unitmatch compare GEN.safetensors \
+             CLS/classifier.safetensors --out DIR --null random-init` and pass DIR"
                 .into(),
         )),
     }
     data.findings = findings(&data);
     Ok(data)
+}
+
+/// The generator-vs-classifier section from a compare folder whose B is a classifier.
+fn classifier_match_section(
+    cdir: &Path,
+    opts: &ReportOptions,
+    dir: &Path,
+    device: &Device,
+) -> Result<ClassifierMatchSection, ReportError> {
+    let table = load_table(cdir).map_err(|e| invalid(cdir, e.to_string()))?;
+    let run = read_json(&cdir.join("run.json"))?;
+    let summary = read_json(&cdir.join("summary.json"))?;
+    let layer_pairs: Vec<LayerPairSummary> = serde_json::from_value(summary["layer_pairs"].clone())
+        .map_err(|e| invalid(&cdir.join("summary.json"), e.to_string()))?;
+    let match_opts = MatchOptions::default();
+    let report = match_table(&table, &match_opts);
+    let sig_json = read_json(&cdir.join("significance.json")).ok();
+    let p_values = pair_p_values(sig_json.as_ref());
+    let (png, _, _, block) = table_heatmaps(
+        &table,
+        &report,
+        "GAN A x classifier (Pearson r)",
+        "classifier units",
+        dir,
+        "cls_table",
+    )?;
+    let mut strict = report.strict.clone();
+    strict.sort_by(|x, y| y.score.total_cmp(&x.score));
+    let buddies: Vec<PairRow> = strict
+        .iter()
+        .map(|p| pair_row(&table, &report, &p_values, (p.a, p.b, p.score, p.rank)))
+        .collect();
+    let pairs: Vec<(usize, usize)> = strict
+        .iter()
+        .take(opts.buddies)
+        .map(|p| (p.a, p.b))
+        .collect();
+    let (galleries, gallery_note) =
+        match gallery::GalleryMaker::new(cdir, opts.gallery_samples, device) {
+            Ok(maker) => (
+                maker
+                    .draw(&table, &pairs, dir, "gallery_cls")
+                    .map_err(|m| invalid(cdir, m))?,
+                None,
+            ),
+            Err(why) => (Vec::new(), Some(format!("galleries not drawn: {why}"))),
+        };
+    Ok(ClassifierMatchSection {
+        dir: cdir.to_path_buf(),
+        samples: run["samples"].as_u64().unwrap_or(0),
+        units: [table.rows.len(), table.cols.len()],
+        layer_pairs,
+        figures: [png, block],
+        strict_buddies: report.strict.len(),
+        strict_fraction_a: report.fractions.strict_a,
+        rosetta_buddies: report.rosetta.len(),
+        rosetta_fraction_a: report.fractions.rosetta_a,
+        k: match_opts.k,
+        buddies,
+        galleries,
+        gallery_note,
+        significance: sig_json.as_ref().map(significance_section),
+    })
 }
 
 fn compare_sections(
@@ -998,6 +1144,7 @@ fn compare_sections(
         &table,
         &report,
         "A x B unit similarity (Pearson r)",
+        "GAN B units",
         dir,
         "table",
     )?;
@@ -1232,13 +1379,19 @@ fn evolution_section(sdir: &Path, dir: &Path) -> Result<EvolutionSection, Report
             &table,
             &report,
             &format!("Epoch {e}: A x B unit similarity"),
+            "GAN B units",
             dir,
             &format!("epoch{e}_table"),
         )?;
         first_last.push((e, png, block));
     }
+    let samples = read_json(&sdir.join("sweep.json"))
+        .ok()
+        .and_then(|v| v["identity"]["z"]["samples"].as_u64())
+        .unwrap_or(0);
     Ok(EvolutionSection {
         dir: sdir.to_path_buf(),
+        samples,
         epochs,
         rows,
         figures,

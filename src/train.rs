@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{CheckpointError, checkpoint_name, save_generator};
 use crate::data::{self, FashionMnist, Split};
 use crate::fsutil::atomic_write;
-use crate::model::{Discriminator, Generator, IMG_SIZE, LATENT_DIM, ModelConfig};
+use crate::model::{Discriminator, Generator, IMG_SIZE, LATENT_DIM, ModelConfig, UpConvOps};
 use crate::render;
 
 mod files;
@@ -52,6 +52,10 @@ pub struct TrainConfig {
     pub sample_seed: u64,
     /// Number of images in each sample grid.
     pub grid_samples: usize,
+    /// How the generator computes "upsample x2, conv 3x3": the phase decomposition (default)
+    /// or the reference path (`--reference-ops`), for A/B checks. Same numbers up to rounding.
+    #[serde(default)]
+    pub ops: UpConvOps,
 }
 
 impl TrainConfig {
@@ -69,6 +73,7 @@ impl TrainConfig {
             data_dir,
             sample_seed: 5555,
             grid_samples: 50,
+            ops: UpConvOps::default(),
         }
     }
 }
@@ -448,7 +453,7 @@ fn train_epoch(
         );
 
         // Generator step.
-        let fake = g.forward(z, true);
+        let fake = g.forward_ops(z, true, cfg.ops);
         let g_loss = bce(d.forward(fake.clone(), Some(&mut rng)), true);
         let g_loss_value = g_loss.clone().into_scalar::<f32>();
         let grads = GradientsParams::from_grads(g_loss.backward(), &*g);

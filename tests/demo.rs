@@ -125,9 +125,26 @@ fn check_report(dir: &Path, data: &unitmatch::report::ReportData) {
         m.assignment_mean
     );
     assert!(
-        data.findings.iter().all(|f| f.holds.is_some()),
+        data.findings[..2].iter().all(|f| f.holds.is_some()),
         "{:?}",
         data.findings
+    );
+    // The third finding compares epochs; with a few z it may be within sampling error, and
+    // then says so.
+    assert!(
+        data.findings[2].holds.is_some() || data.findings[2].evidence.contains("tolerance"),
+        "{:?}",
+        data.findings[2]
+    );
+    // GAN A against the classifier: every strict buddy listed, galleries drawn, units named.
+    let c = data.classifier_match.as_ref().unwrap();
+    assert_eq!(c.buddies.len(), c.strict_buddies);
+    assert_eq!(c.galleries.len(), c.strict_buddies.min(6));
+    assert!(c.buddies.iter().all(|b| b.unit_b.starts_with("cls.block")));
+    assert_eq!(c.units[0], 25);
+    assert_eq!(
+        json["classifier_match"]["strict_buddies"].as_u64().unwrap() as usize,
+        c.strict_buddies
     );
     browser_check(dir);
 }

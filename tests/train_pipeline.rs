@@ -9,7 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use unitmatch::checkpoint::{checkpoint_name, load_generator};
 use unitmatch::data::{FashionMnist, Split};
-use unitmatch::model::{Discriminator, Generator, IMG_SIZE};
+use unitmatch::model::{Discriminator, Generator, IMG_SIZE, UpConvOps};
 use unitmatch::train::{
     self, StartMode, TrainConfig, discriminator_seed, generator_seed, normal_z, sample_images,
 };
@@ -217,4 +217,92 @@ fn existing_run_is_refused_and_resume_checks_config() {
     other.epochs = 2;
     let err = train::train(&other, &run, StartMode::Resume, &device, &mut |_| {}).unwrap_err();
     assert!(err.to_string().contains("different config"), "{err}");
+}
+
+#[test]
+fn phase_and_reference_ops_train_alike_for_20_iterations() {
+    let tmp = tempfile::tempdir().unwrap();
+    synthetic_data(tmp.path(), 320, 5);
+    let mut cfg = tiny_config(tmp.path(), 1);
+    cfg.batch = 16;
+    cfg.limit = Some(320); // 20 iterations
+    let device = Device::flex().autodiff();
+    let mut losses = Vec::new();
+    for (name, ops) in [
+        ("phase", UpConvOps::Phase),
+        ("reference", UpConvOps::Reference),
+    ] {
+        let mut c = cfg.clone();
+        c.ops = ops;
+        let mut steps = Vec::new();
+        one_thread(|| {
+            train::train(
+                &c,
+                &tmp.path().join(name),
+                StartMode::Fresh,
+                &device,
+                &mut |e| {
+                    if let train::TrainEvent::Iteration { g_loss, d_loss, .. } = e {
+                        steps.push((g_loss, d_loss));
+                    }
+                },
+            )
+        })
+        .unwrap();
+        losses.push(steps);
+    }
+    assert_eq!(losses[0].len(), 20);
+    let worst_loss = losses[0]
+        .iter()
+        .zip(&losses[1])
+        .map(|(p, r)| (p.0 - r.0).abs().max((p.1 - r.1).abs()))
+        .fold(0.0f32, f32::max);
+    eprintln!("phase vs reference: largest per-iteration loss difference {worst_loss}");
+    for (k, (p, r)) in losses[0].iter().zip(&losses[1]).enumerate() {
+        assert!(
+            (p.0 - r.0).abs() < 1e-4 && (p.1 - r.1).abs() < 1e-4,
+            "iteration {}: phase {p:?}, reference {r:?}",
+            k + 1
+        );
+    }
+    // Adam moves a weight by at most about lr per step, so two runs whose gradients differ only
+    // by rounding stay within 20 * lr of each other; in practice far closer.
+    let weights = |name: &str| {
+        let bytes = std::fs::read(
+            tmp.path()
+                .join(name)
+                .join("checkpoints")
+                .join(checkpoint_name(1)),
+        )
+        .unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<(String, Vec<f32>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| {
+                let f = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                (n, f)
+            })
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    };
+    let (p, r) = (weights("phase"), weights("reference"));
+    let bound = 20.0 * cfg.lr as f32;
+    let mut worst = 0.0f32;
+    for ((name, a), (_, b)) in p.iter().zip(&r) {
+        for (x, y) in a.iter().zip(b) {
+            worst = worst.max((x - y).abs());
+        }
+        assert_eq!(a.len(), b.len(), "{name}");
+    }
+    eprintln!("phase vs reference after 20 iterations: largest weight difference {worst}");
+    assert!(
+        worst < bound,
+        "largest weight difference {worst} >= {bound}"
+    );
 }

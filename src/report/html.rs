@@ -8,7 +8,7 @@
 
 use std::fmt::Write;
 
-use super::{PairRow, QualityRow, ReportData};
+use super::{PairRow, QualityRow, ReportData, SignificanceSection};
 
 /// HTML-escapes `&`, `<`, `>`, `"` and `'`.
 pub fn escape(s: &str) -> String {
@@ -27,7 +27,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Section ids, in page order.
-pub const SECTIONS: [&str; 8] = [
+pub const SECTIONS: [&str; 9] = [
     "summary",
     "training",
     "table",
@@ -36,6 +36,7 @@ pub const SECTIONS: [&str; 8] = [
     "evolution",
     "cka",
     "quality",
+    "classifier-match",
 ];
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;\
@@ -162,6 +163,51 @@ const PAIR_HEADER: [&str; 8] = [
     "p (random-init)",
     "p (permuted-z)",
 ];
+
+/// The significance rows: one per null model and layer pair.
+fn significance_table(o: &mut String, s: &SignificanceSection) {
+    let rows: Vec<Vec<String>> = s
+        .rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.null.clone(),
+                r.layer_a.clone(),
+                r.layer_b.clone(),
+                num(r.observed, 3),
+                num(r.null_mean, 3),
+                opt(r.null_sd, 3),
+                opt(r.z, 1),
+                num(r.p, 3),
+                num(r.assigned, 3),
+                num(r.assigned_null_mean, 3),
+                opt(r.assigned_z, 1),
+                num(r.assigned_p, 3),
+                format!("{} / {}", r.significant_pairs, r.tested_pairs),
+            ]
+        })
+        .collect();
+    table(
+        o,
+        &[
+            "null",
+            "layer of A",
+            "layer of B",
+            "mean best r",
+            "null mean",
+            "null sd",
+            "z",
+            "p",
+            "mean assigned r",
+            "null mean",
+            "z",
+            "p",
+            "significant pairs",
+        ],
+        3,
+        &rows,
+    );
+}
 
 /// The whole page.
 pub fn page(d: &ReportData) -> String {
@@ -412,47 +458,7 @@ pub fn page(d: &ReportData) -> String {
             s.alpha,
             escape(&s.correction)
         );
-        let rows: Vec<Vec<String>> = s
-            .rows
-            .iter()
-            .map(|r| {
-                vec![
-                    r.null.clone(),
-                    r.layer_a.clone(),
-                    r.layer_b.clone(),
-                    num(r.observed, 3),
-                    num(r.null_mean, 3),
-                    opt(r.null_sd, 3),
-                    opt(r.z, 1),
-                    num(r.p, 3),
-                    num(r.assigned, 3),
-                    num(r.assigned_null_mean, 3),
-                    opt(r.assigned_z, 1),
-                    num(r.assigned_p, 3),
-                    format!("{} / {}", r.significant_pairs, r.tested_pairs),
-                ]
-            })
-            .collect();
-        table(
-            &mut o,
-            &[
-                "null",
-                "layer of A",
-                "layer of B",
-                "mean best r",
-                "null mean",
-                "null sd",
-                "z",
-                "p",
-                "mean assigned r",
-                "null mean",
-                "z",
-                "p",
-                "significant pairs",
-            ],
-            3,
-            &rows,
-        );
+        significance_table(&mut o, s);
     }
     o.push_str("</section>\n");
 
@@ -572,7 +578,11 @@ pub fn page(d: &ReportData) -> String {
         }
         let _ = write!(
             o,
-            "FD-FMNIST is the Frechet distance between Gaussians fitted to the classifier's              128 penultimate features, against the 10,000 test images; KID uses the cubic              polynomial kernel; IS is exp(E KL(p(y|x) || p(y))) with the classifier's              probabilities; KL is the class histogram's divergence from uniform. {} generated              images per generator.</p>",
+            "FD-FMNIST is the Frechet distance between Gaussians fitted to the classifier's \
+             128 penultimate features, against the 10,000 test images; KID uses the cubic \
+             polynomial kernel; IS is exp(E KL(p(y|x) || p(y))) with the classifier's \
+             probabilities; KL is the class histogram's divergence from uniform. {} generated \
+             images per generator.</p>",
             q.samples
         );
         let rows = |list: &[QualityRow]| -> Vec<Vec<String>> {
@@ -598,6 +608,72 @@ pub fn page(d: &ReportData) -> String {
             figure(&mut o, f, caption);
         }
         o.push_str("</div>");
+    }
+
+    o.push_str("</section>\n");
+
+    o.push_str("<section id=\"classifier-match\"><h2>GAN A against the classifier</h2>");
+    if !missing(&mut o, d, "classifier-match")
+        && let Some(c) = &d.classifier_match
+    {
+        let _ = write!(
+            o,
+            "<p>B is the Fashion-MNIST classifier, run on GAN A's images of the same {} z; its \
+             maps are brought to A's layer sizes by the same bilinear rule. {} units of A x {} \
+             classifier units. Strict mutual best buddies: {} ({:.1}% of A's units); Rosetta \
+             buddies (k = {}): {} ({:.1}%).</p><div class=\"figs\">",
+            c.samples,
+            c.units[0],
+            c.units[1],
+            c.strict_buddies,
+            100.0 * c.strict_fraction_a,
+            c.k,
+            c.rosetta_buddies,
+            100.0 * c.rosetta_fraction_a
+        );
+        figure(&mut o, &c.figures[0], "GAN A x classifier table");
+        figure(
+            &mut o,
+            &c.figures[1],
+            "One cell per layer pair: mean best-match r",
+        );
+        o.push_str("</div>");
+        if let Some(s) = &c.significance {
+            let _ = write!(
+                o,
+                "<p>Against {} draws of each null model (random-init: untrained classifiers of \
+                 the same architecture; smallest attainable p = {}):</p>",
+                s.draws,
+                num(s.min_p, 3)
+            );
+            significance_table(&mut o, s);
+        }
+        o.push_str("<h3>Strict buddies</h3>");
+        table(&mut o, &PAIR_HEADER, 2, &pair_rows(&c.buddies));
+        if let Some(n) = &c.gallery_note {
+            let _ = write!(o, "<p class=\"note\">{}</p>", escape(n));
+        }
+        if !c.galleries.is_empty() {
+            o.push_str(
+                "<p>Galleries: B's image panels show A's image, which the classifier saw.</p>\
+                 <div class=\"figs\">",
+            );
+            for g in &c.galleries {
+                figure(
+                    &mut o,
+                    &g.figure,
+                    &format!(
+                        "A {} / {}: r = {}, on z #{}: {}",
+                        g.unit_a,
+                        g.unit_b,
+                        num(g.score, 3),
+                        g.sample,
+                        num(g.sample_score, 3)
+                    ),
+                );
+            }
+            o.push_str("</div>");
+        }
     }
     o.push_str("</section>\n</body></html>\n");
     o
