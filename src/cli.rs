@@ -52,6 +52,12 @@ pub enum Command {
     },
     /// GAN quality through the classifier: FD-FMNIST, KID, IS analogue, class histogram.
     Evaluate(EvaluateArgs),
+    /// Generate samples with units of block1/block2 ablated, set or scaled (optionally inside a
+    /// rectangle): before.png, after.png, diff.png, edit.json.
+    Edit(EditArgs),
+    /// Causal test of matched pairs of a compare folder: ablate i in A and j in B on the same z
+    /// and correlate the pixel changes, against random-unit controls (causal.json).
+    Causal(CausalArgs),
     /// Fashion-MNIST files.
     Data {
         /// What to do with the data.
@@ -369,4 +375,74 @@ pub struct EvaluateArgs {
     /// Data location.
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// `unitmatch edit`
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("action").required(true).multiple(false)))]
+pub struct EditArgs {
+    /// Generator checkpoint (ours or PyTorch).
+    pub checkpoint: PathBuf,
+    /// Unit to edit, LAYER:CHANNEL with LAYER block1 or block2 (e.g. block2:17); repeatable.
+    #[arg(long = "unit", required = true)]
+    pub units: Vec<String>,
+    /// Set the units to this constant.
+    #[arg(long, group = "action", allow_hyphen_values = true)]
+    pub set: Option<f32>,
+    /// Multiply the units by this factor.
+    #[arg(long, group = "action", allow_hyphen_values = true)]
+    pub scale: Option<f32>,
+    /// Set the units to 0 (ablation).
+    #[arg(long, group = "action")]
+    pub zero: bool,
+    /// Set each unit to its mean over 500 seeded z (mean ablation).
+    #[arg(long, group = "action")]
+    pub mean: bool,
+    /// Edit only inside x0,y0,x1,y1 (half-open, in the unit's layer pixels: 16 x 16 for block1,
+    /// 32 x 32 for block2).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Number of sample images.
+    #[arg(long, default_value_t = 16)]
+    pub samples: usize,
+    /// Seed of the z (ChaCha8, standard normal).
+    #[arg(long, default_value_t = 5555)]
+    pub seed: u64,
+    /// BatchNorm eps for PyTorch checkpoints.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `unitmatch causal`
+#[derive(Debug, Args)]
+pub struct CausalArgs {
+    /// A folder written by `unitmatch compare` (generator vs generator).
+    pub dir: PathBuf,
+    /// Number of top pairs (by table score, block1/block2 units) to test.
+    #[arg(long, default_value_t = 20)]
+    pub top: usize,
+    /// Latent codes (batch i from seed 5555 + i, as compare draws them).
+    #[arg(long, default_value_t = 256)]
+    pub samples: usize,
+    /// Codes per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Draws per control and pair.
+    #[arg(long, default_value_t = 20)]
+    pub controls: usize,
+    /// Seed of the control draws.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Output folder (default: DIR/causal).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
 }

@@ -3,7 +3,8 @@
 //! `run_demo(&DemoConfig::preset(data_dir), out, StartMode::Fresh, &device, &mut |e| ..)` trains
 //! GAN A (seed 0) and GAN B (seed 1) side by side, each on half the CPU threads, then compares
 //! their last generators against two null models ([`DEMO_NULL_DRAWS`] draws each), matches their
-//! units, and sweeps every epoch (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
+//! units, tests the top matches causally (`compare/causal/`), and sweeps every epoch
+//! (0 = initialisation) with [`DEMO_SWEEP_NULL_DRAWS`] null draws.
 //! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
 //! takes the committed classifier (or trains a small one; `classifier/`, reused when present),
 //! compares GAN A's last generator against it (`compare-classifier/`), scores every
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 
+use crate::causal::{CausalConfig, CausalError, causal};
 use crate::checkpoint::checkpoint_name;
 use crate::classifier::{
     ClassifierConfig, ClassifierError, ClassifierTrainConfig, train_classifier,
@@ -23,7 +25,7 @@ use crate::compare::{
 };
 use crate::evaluate::{EvaluateConfig, EvaluateError, evaluate};
 use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
-use crate::model::GEN_LAYERS;
+use crate::model::{GEN_LAYERS, UpConvOps};
 use crate::null::{NullKind, NullOptions};
 use crate::report::{ReportData, ReportError, ReportInputs, ReportOptions, write_report};
 use crate::similarity::Measure;
@@ -47,6 +49,10 @@ pub const DEMO_QUALITY_SAMPLES: usize = 5000;
 pub const DEMO_NULL_DRAWS: usize = 19;
 /// Null draws per model and epoch in the sweep (z-scores; the smallest p is 1/6).
 pub const DEMO_SWEEP_NULL_DRAWS: usize = 5;
+/// Top pairs in the demo's causal test.
+pub const DEMO_CAUSAL_PAIRS: usize = 20;
+/// Control draws per pair in the causal test (19: p = 0.05 attainable).
+pub const DEMO_CAUSAL_CONTROLS: usize = 19;
 
 /// The committed classifier: `assets/classifier-w1.safetensors`, made with
 /// `unitmatch classifier train --epochs 5 --width 1 --batch 64 --out runs/classifier-w1` (seed 0,
@@ -109,6 +115,8 @@ pub struct DemoConfig {
     pub classifier: ClassifierTrainConfig,
     /// Generated images per checkpoint for the quality metrics.
     pub quality_samples: usize,
+    /// Latent codes for the causal test of the top matches.
+    pub causal_samples: usize,
     /// A trained classifier to use instead of training one: the committed
     /// `assets/classifier-w1.safetensors` (with its `.metrics.json` and `.confusion.png`
     /// beside it), when present.
@@ -138,6 +146,7 @@ impl DemoConfig {
                 ..ClassifierTrainConfig::new(0, data_dir.clone())
             },
             quality_samples: DEMO_QUALITY_SAMPLES,
+            causal_samples: 256,
             classifier_checkpoint: Some(committed_classifier()).filter(|p| p.exists()),
         }
     }
@@ -172,6 +181,9 @@ pub enum DemoError {
     /// The quality evaluation failed.
     #[error(transparent)]
     Evaluate(#[from] EvaluateError),
+    /// The causal test failed.
+    #[error(transparent)]
+    Causal(#[from] CausalError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -194,7 +206,8 @@ pub enum DemoEvent {
     Compare(CompareEvent),
     /// An epoch-sweep event.
     Sweep(SweepEvent),
-    /// A later stage starts: "classifier", "classifier-compare", "quality" or "report".
+    /// A later stage starts: "causal", "classifier", "classifier-compare", "quality" or
+    /// "report".
     Stage(&'static str),
 }
 
@@ -304,6 +317,24 @@ pub fn run_demo(
         .expect("a full comparison writes its table");
     let matches = match_table(table, &MatchOptions::default());
     write_match_outputs(&matches, table, &compare_dir)?;
+    // Are the top matches causally alike? (compare/causal/)
+    progress(DemoEvent::Stage("causal"));
+    let causal_cfg = CausalConfig {
+        dir: compare_dir.clone(),
+        top: DEMO_CAUSAL_PAIRS,
+        samples: cfg.causal_samples,
+        batch: 64,
+        controls: DEMO_CAUSAL_CONTROLS,
+        seed: 0,
+        ops: UpConvOps::default(),
+        force: true,
+    };
+    causal(
+        &causal_cfg,
+        &compare_dir.join("causal"),
+        &eval_device,
+        &mut |_, _| {},
+    )?;
     let sweep_dir = out.join("sweep");
     let scfg = SweepConfig {
         run_a: out.join("gan-a"),
@@ -370,6 +401,7 @@ pub fn run_demo(
         classifier: Some(classifier_dir),
         quality: Some(quality_dir),
         classifier_compare: Some(classifier_compare_dir),
+        causal: Some(compare_dir.join("causal")),
     };
     let report_dir = out.join("report");
     let report = write_report(

@@ -3,6 +3,7 @@
 //! data -> model -> train -> unroll -> stats -> similarity -> (matching, null, cka) -> sweep
 //! -> (render, report).
 
+pub mod causal;
 pub mod checkpoint;
 pub mod cka;
 pub mod classifier;
@@ -12,6 +13,7 @@ pub mod demo;
 pub mod device;
 pub mod evaluate;
 pub mod fsutil;
+pub mod intervene;
 pub mod matching;
 pub mod model;
 pub mod null;

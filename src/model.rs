@@ -222,8 +222,28 @@ impl Generator {
     /// Eval mode with every BatchNorm folded into the layer before it, so that no separate
     /// normalisation pass runs: with `s = gamma / sqrt(running_var + eps)` per channel, the
     /// layer's weights become `s W` and its bias `s (b - running_mean) + beta`. Same numbers as
-    /// the unfolded eval path up to float rounding (tested against PyTorch fixtures).
+    /// the unfolded eval path up to float rounding (tested against PyTorch fixtures). Built from
+    /// the three stages below, which interventions use to edit a map between stages.
     fn forward_eval(&self, z: Tensor<2>, ops: UpConvOps) -> GeneratorOutput {
+        let block1 = self.eval_block1(z, ops);
+        let block2 = self.eval_block2(block1.clone(), ops);
+        let out = self.eval_image(block2.clone());
+        GeneratorOutput {
+            image: out.clone(),
+            activations: vec![
+                (GEN_LAYERS[0].to_string(), block1),
+                (GEN_LAYERS[1].to_string(), block2),
+                (GEN_LAYERS[2].to_string(), out),
+            ],
+        }
+    }
+
+    /// Eval stage 1: z to the block1 map (l1 and bn0 folded, up-conv with bn1 folded,
+    /// LeakyReLU).
+    ///
+    /// # Shapes
+    /// - z: `[batch, 100]`; output: `[batch, 128w, 16, 16]`
+    pub fn eval_block1(&self, z: Tensor<2>, ops: UpConvOps) -> Tensor<4> {
         let [batch, _] = z.dims();
         let c0 = self.base_channels();
         // l1's columns are channel-major: column j feeds channel j / 64 of the 8 x 8 map.
@@ -236,28 +256,37 @@ impl Generator {
             None => t0,
         };
         let x = (z.matmul(w) + b).reshape([batch, c0, 8, 8]);
-        let folded_up_conv = |x, conv: &Conv2d, bn: &BatchNorm| {
-            let (s, t) = bn_scale_shift(bn);
-            let c = s.dims()[0];
-            let w = conv.weight.val() * s.clone().reshape([c, 1, 1, 1]);
-            let b = match &conv.bias {
-                Some(b) => b.val() * s + t,
-                None => t,
-            };
-            leaky_relu(up_conv(x, w, Some(b), ops), LEAKY_SLOPE)
-        };
-        let block1 = folded_up_conv(x, &self.conv1, &self.bn1); // [batch, 128w, 16, 16]
-        let block2 = folded_up_conv(block1.clone(), &self.conv2, &self.bn2); // [batch, 64w, 32, 32]
-        let out = tanh(self.conv_out.forward(block2.clone())); // [batch, 1, 32, 32]
-        GeneratorOutput {
-            image: out.clone(),
-            activations: vec![
-                (GEN_LAYERS[0].to_string(), block1),
-                (GEN_LAYERS[1].to_string(), block2),
-                (GEN_LAYERS[2].to_string(), out),
-            ],
-        }
+        folded_up_conv(x, &self.conv1, &self.bn1, ops)
     }
+
+    /// Eval stage 2: a (possibly edited) block1 map to the block2 map.
+    ///
+    /// # Shapes
+    /// - block1: `[batch, 128w, 16, 16]`; output: `[batch, 64w, 32, 32]`
+    pub fn eval_block2(&self, block1: Tensor<4>, ops: UpConvOps) -> Tensor<4> {
+        folded_up_conv(block1, &self.conv2, &self.bn2, ops)
+    }
+
+    /// Eval stage 3: a (possibly edited) block2 map to the image (conv_out, tanh).
+    ///
+    /// # Shapes
+    /// - block2: `[batch, 64w, 32, 32]`; output: `[batch, 1, 32, 32]`
+    pub fn eval_image(&self, block2: Tensor<4>) -> Tensor<4> {
+        tanh(self.conv_out.forward(block2))
+    }
+}
+
+/// Upsample x2 and conv 3x3 with the following eval-mode BatchNorm folded into the weights,
+/// then LeakyReLU.
+fn folded_up_conv(x: Tensor<4>, conv: &Conv2d, bn: &BatchNorm, ops: UpConvOps) -> Tensor<4> {
+    let (s, t) = bn_scale_shift(bn);
+    let c = s.dims()[0];
+    let w = conv.weight.val() * s.clone().reshape([c, 1, 1, 1]);
+    let b = match &conv.bias {
+        Some(b) => b.val() * s + t,
+        None => t,
+    };
+    leaky_relu(up_conv(x, w, Some(b), ops), LEAKY_SLOPE)
 }
 
 /// The seed's discriminator: four blocks `Conv 3x3 stride 2 ; LeakyReLU ; Dropout2d(0.25) ;

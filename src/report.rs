@@ -91,6 +91,9 @@ pub struct ReportInputs {
     /// A compare folder whose B is a classifier (`compare GEN CLS.safetensors`): GAN A
     /// against a discriminative network.
     pub classifier_compare: Option<PathBuf>,
+    /// A causal-test folder (`unitmatch causal`: `causal.json`); also found as `causal/`
+    /// inside the compare folder.
+    pub causal: Option<PathBuf>,
 }
 
 /// What kind of output folder `dir` is, from its files.
@@ -105,6 +108,8 @@ fn classify(dir: &Path) -> Option<&'static str> {
         } else {
             "compare"
         })
+    } else if dir.join("causal.json").exists() {
+        Some("causal")
     } else if dir.join("sweep.json").exists() {
         Some("sweep")
     } else if dir.join("losses.csv").exists() && dir.join("checkpoints").is_dir() {
@@ -133,6 +138,7 @@ pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
             "quality" => &mut found.quality,
             "classifier" => &mut found.classifier,
             "classifier-compare" => &mut found.classifier_compare,
+            "causal" => &mut found.causal,
             _ => {
                 found.runs.push((name, dir.to_path_buf()));
                 return Ok(());
@@ -183,6 +189,12 @@ pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
                     .into(),
             });
         }
+    }
+    if found.causal.is_none()
+        && let Some(c) = &found.compare
+        && c.join("causal").join("causal.json").exists()
+    {
+        found.causal = Some(c.join("causal"));
     }
     Ok(found)
 }
@@ -437,6 +449,34 @@ pub struct ClassifierMatchSection {
     pub significance: Option<SignificanceSection>,
 }
 
+/// One tested pair of the causal section.
+#[derive(Debug, Clone, Serialize)]
+pub struct CausalRow {
+    /// `layer:channel` of A's and B's unit.
+    pub units: [String; 2],
+    /// Table score.
+    pub score: f64,
+    /// Agreement of the two |delta image| maps (pooled over samples and pixels; within pixel).
+    pub agreement: [Option<f64>; 2],
+    /// Control (a), B's unit against a random unit of A's layer: mean and p.
+    pub control_random_a: [Option<f64>; 2],
+    /// Control (b), unmatched pairs: mean and p.
+    pub control_unmatched: [Option<f64>; 2],
+}
+
+/// The causal section (`causal.json` of `unitmatch causal`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CausalSection {
+    /// The causal folder.
+    pub dir: PathBuf,
+    /// `summary` of causal.json as written.
+    pub summary: serde_json::Value,
+    /// One row per tested pair.
+    pub rows: Vec<CausalRow>,
+    /// Example figures copied into the report, with captions.
+    pub figures: Vec<(String, String)>,
+}
+
 /// One evaluated image set of the quality section.
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityRow {
@@ -517,6 +557,8 @@ pub struct ReportData {
     pub quality: Option<QualitySection>,
     /// GAN A against the classifier.
     pub classifier_match: Option<ClassifierMatchSection>,
+    /// The causal test of the top matches.
+    pub causal: Option<CausalSection>,
     /// `(section, note)` for each hidden section: why, and how to produce it.
     pub missing: Vec<(String, String)>,
 }
@@ -1008,6 +1050,7 @@ fn build(
         cka: None,
         quality: None,
         classifier_match: None,
+        causal: None,
         missing: Vec::new(),
     };
     if data.training.is_empty() {
@@ -1054,8 +1097,69 @@ fn build(
                 .into(),
         )),
     }
+    match &inputs.causal {
+        Some(c) => data.causal = Some(causal_section(c, dir)?),
+        None => data.missing.push((
+            "causal".into(),
+            "no causal test given: run `unitmatch causal COMPARE_DIR` (it writes \
+             COMPARE_DIR/causal) and pass the folder"
+                .into(),
+        )),
+    }
     data.findings = findings(&data);
     Ok(data)
+}
+
+/// The causal section: numbers from `causal.json`, the first pair figures copied.
+fn causal_section(cdir: &Path, dir: &Path) -> Result<CausalSection, ReportError> {
+    let path = cdir.join("causal.json");
+    let v = read_json(&path)?;
+    let pairs = v["pairs"]
+        .as_array()
+        .ok_or_else(|| invalid(&path, "no \"pairs\" list"))?;
+    let unit = |u: &serde_json::Value| {
+        format!(
+            "{}:{}",
+            u["layer"]
+                .as_str()
+                .unwrap_or("?")
+                .trim_start_matches("gen."),
+            u["channel"].as_u64().unwrap_or(0)
+        )
+    };
+    let mut rows = Vec::new();
+    let mut figures = Vec::new();
+    for p in pairs {
+        let control = |k: &str| [p[k]["mean"].as_f64(), p[k]["p"].as_f64()];
+        let row = CausalRow {
+            units: [unit(&p["a"]), unit(&p["b"])],
+            score: p["score"].as_f64().unwrap_or(f64::NAN),
+            agreement: [
+                p["agreement"]["pooled"].as_f64(),
+                p["agreement"]["within_pixel"].as_f64(),
+            ],
+            control_random_a: control("control_random_a"),
+            control_unmatched: control("control_unmatched"),
+        };
+        if let Some(f) = p["figure"].as_str()
+            && let Some(copied) = copy_file(&cdir.join(f), dir, &format!("causal_{f}"))?
+        {
+            figures.push((
+                copied,
+                format!(
+                    "A {} ablated / B {} ablated: rows are z; A before, after, |delta|, then B",
+                    row.units[0], row.units[1]
+                ),
+            ));
+        }
+        rows.push(row);
+    }
+    Ok(CausalSection {
+        dir: cdir.to_path_buf(),
+        summary: v["summary"].clone(),
+        rows,
+        figures,
+    })
 }
 
 /// The generator-vs-classifier section from a compare folder whose B is a classifier.

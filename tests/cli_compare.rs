@@ -517,7 +517,14 @@ fn report_on_a_lone_compare_folder_hides_missing_sections_and_escapes_text() {
         .collect();
     assert_eq!(
         missing,
-        ["training", "significance", "evolution", "quality"]
+        [
+            "training",
+            "significance",
+            "evolution",
+            "quality",
+            "classifier-match",
+            "causal"
+        ]
     );
     assert!(json["evolution"].is_null() && json["findings"][2]["holds"].is_null());
     // The galleries found the checkpoints and drew the asked pairs.
@@ -637,24 +644,31 @@ fn compare_accepts_a_classifier_as_b() {
         }
     }
     assert!(live >= 2, "most channels are live");
-    // The report draws galleries for classifier pairs too.
+    // The report shows a classifier comparison in its own section, with galleries of its
+    // buddies (the table's largest entry is always a strict mutual buddy, so there is one).
     unitmatch()
         .args(["report"])
         .arg(&out)
-        .args(["--top", "1", "--buddies", "0", "--gallery-samples", "20"])
+        .args(["--top", "1", "--buddies", "1", "--gallery-samples", "20"])
         .assert()
         .success();
     let json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report/report.json")).unwrap())
             .unwrap();
-    assert_eq!(
-        json["matches"]["top_galleries"].as_array().unwrap().len(),
-        1
+    let c = &json["classifier_match"];
+    assert!(c["strict_buddies"].as_u64().unwrap() >= 1);
+    let galleries = c["galleries"].as_array().unwrap();
+    assert_eq!(galleries.len(), 1);
+    assert!(galleries[0]["unit_b"].as_str().unwrap().starts_with("cls."));
+    assert!(
+        c["buddies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["unit_b"].as_str().unwrap().starts_with("cls."))
     );
     assert!(
-        json["matches"]["top_galleries"][0]["unit_b"]
-            .as_str()
-            .unwrap()
-            .starts_with("cls.")
+        json["matches"].is_null(),
+        "no generator-vs-generator table given"
     );
 }

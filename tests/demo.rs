@@ -28,6 +28,7 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
     cfg.classifier.model.width = 0.125;
     cfg.classifier.epochs = 1;
     cfg.quality_samples = 40;
+    cfg.causal_samples = 16;
     // Train the classifier here rather than copying the committed one (it would not fit
     // synthetic data).
     cfg.classifier_checkpoint = None;
@@ -145,6 +146,15 @@ fn check_report(dir: &Path, data: &unitmatch::report::ReportData) {
     assert_eq!(
         json["classifier_match"]["strict_buddies"].as_u64().unwrap() as usize,
         c.strict_buddies
+    );
+    // The causal test of the top matches: every tested pair listed, the first figures copied.
+    let k = data.causal.as_ref().unwrap();
+    assert!(!k.rows.is_empty());
+    assert_eq!(k.figures.len(), k.rows.len().min(4));
+    assert!(
+        k.rows
+            .iter()
+            .all(|r| r.agreement[0].is_none_or(|a| (-1.0..=1.0).contains(&a)))
     );
     browser_check(dir);
 }

@@ -27,7 +27,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Section ids, in page order.
-pub const SECTIONS: [&str; 9] = [
+pub const SECTIONS: [&str; 10] = [
     "summary",
     "training",
     "table",
@@ -37,6 +37,7 @@ pub const SECTIONS: [&str; 9] = [
     "cka",
     "quality",
     "classifier-match",
+    "causal",
 ];
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;\
@@ -674,6 +675,74 @@ pub fn page(d: &ReportData) -> String {
             }
             o.push_str("</div>");
         }
+    }
+    o.push_str("</section>\n");
+
+    o.push_str("<section id=\"causal\"><h2>Are matched units causally alike?</h2>");
+    if !missing(&mut o, d, "causal")
+        && let Some(c) = &d.causal
+    {
+        let f = |k: &str| c.summary[k].as_f64();
+        let _ = write!(
+            o,
+            "<p>For each of the top {} pairs (block1/block2 units, by table score), unit i of A \
+             and unit j of B are ablated (set to 0) on the same z, and the agreement is the \
+             Pearson correlation of the two |delta image| maps over samples and pixels \
+             (within-pixel: after removing each pixel's mean over samples). Controls: (a) j in B \
+             against a random other unit of i's layer in A; (b) random unmatched pairs of the \
+             same layers. Mean agreement of the top pairs {} (within-pixel {}); control (a) {} \
+             ({}); control (b) {} ({}). Pairs above their control at p &lt;= 0.05: {} of {} \
+             against (a), {} against (b); smallest attainable p {}.</p>",
+            c.rows.len(),
+            opt(f("mean_agreement"), 3),
+            opt(f("mean_agreement_within_pixel"), 3),
+            opt(f("mean_control_random_a"), 3),
+            opt(f("mean_control_random_a_within_pixel"), 3),
+            opt(f("mean_control_unmatched"), 3),
+            opt(f("mean_control_unmatched_within_pixel"), 3),
+            c.summary["pairs_p_random_a_le_005"].as_u64().unwrap_or(0),
+            c.rows.len(),
+            c.summary["pairs_p_unmatched_le_005"].as_u64().unwrap_or(0),
+            opt(f("min_attainable_p"), 3)
+        );
+        let rows: Vec<Vec<String>> = c
+            .rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.units[0].clone(),
+                    r.units[1].clone(),
+                    num(r.score, 3),
+                    opt(r.agreement[0], 3),
+                    opt(r.agreement[1], 3),
+                    opt(r.control_random_a[0], 3),
+                    opt(r.control_random_a[1], 3),
+                    opt(r.control_unmatched[0], 3),
+                    opt(r.control_unmatched[1], 3),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "unit of A",
+                "unit of B",
+                "r",
+                "agreement",
+                "within-pixel",
+                "control (a) mean",
+                "p (a)",
+                "control (b) mean",
+                "p (b)",
+            ],
+            2,
+            &rows,
+        );
+        o.push_str("<div class=\"figs\">");
+        for (src, caption) in &c.figures {
+            figure(&mut o, src, caption);
+        }
+        o.push_str("</div>");
     }
     o.push_str("</section>\n</body></html>\n");
     o
