@@ -98,6 +98,10 @@ pub fn save_generator(
         .metadata("format", FORMAT)
         .metadata("width", cfg.width.to_string())
         .metadata("bn_eps", cfg.bn_eps.to_string())
+        .metadata("channels", {
+            let [c0, c1, c2] = g.channels();
+            format!("{c0},{c1},{c2}")
+        })
         .overwrite(true);
     g.save_into(&mut store)
         .map_err(|e| CheckpointError::Write {
@@ -193,7 +197,23 @@ pub fn load_generator(
     } else {
         tensors
     };
-    from_torch_state_dict(&tensors, bn_eps, path, device)
+    // Our checkpoints state their per-layer channels (a pruned generator is narrower than its
+    // width says); anything else must be the reference architecture at some width.
+    let channels = match meta.get("channels") {
+        Some(c) => {
+            let v: Vec<usize> = c.split(',').filter_map(|x| x.parse().ok()).collect();
+            match v[..] {
+                [c0, c1, c2] if c0 > 0 && c1 > 0 && c2 > 0 => Some([c0, c1, c2]),
+                _ => {
+                    return Err(corrupt(format!(
+                        "metadata channels = {c:?} is not c0,c1,c2"
+                    )));
+                }
+            }
+        }
+        None => None,
+    };
+    from_torch_state_dict(&tensors, bn_eps, channels, path, device)
 }
 
 fn read_torch_zip(path: &Path) -> Result<BTreeMap<String, Entry>, String> {
@@ -356,20 +376,20 @@ pub fn torch_state_dict(g: &Generator) -> BTreeMap<String, Entry> {
 }
 
 /// Expected PyTorch shapes for a generator whose linear layer outputs `c0 * 64` features.
-fn expected_shapes(c0: usize, c2: usize) -> Vec<(String, Vec<usize>)> {
+fn expected_shapes(c0: usize, c1: usize, c2: usize) -> Vec<(String, Vec<usize>)> {
     let mut v = vec![
         ("l1.0.weight".to_string(), vec![c0 * 64, LATENT_DIM]),
         ("l1.0.bias".to_string(), vec![c0 * 64]),
-        ("conv_blocks.2.weight".to_string(), vec![c0, c0, 3, 3]),
-        ("conv_blocks.2.bias".to_string(), vec![c0]),
-        ("conv_blocks.6.weight".to_string(), vec![c2, c0, 3, 3]),
+        ("conv_blocks.2.weight".to_string(), vec![c1, c0, 3, 3]),
+        ("conv_blocks.2.bias".to_string(), vec![c1]),
+        ("conv_blocks.6.weight".to_string(), vec![c2, c1, 3, 3]),
         ("conv_blocks.6.bias".to_string(), vec![c2]),
         ("conv_blocks.9.weight".to_string(), vec![1, c2, 3, 3]),
         ("conv_blocks.9.bias".to_string(), vec![1]),
     ];
     for (prefix, c) in [
         ("conv_blocks.0", c0),
-        ("conv_blocks.3", c0),
+        ("conv_blocks.3", c1),
         ("conv_blocks.7", c2),
     ] {
         for p in ["weight", "bias", "running_mean", "running_var"] {
@@ -379,10 +399,13 @@ fn expected_shapes(c0: usize, c2: usize) -> Vec<(String, Vec<usize>)> {
     v
 }
 
-/// Builds a generator from PyTorch-named tensors, checking every shape.
+/// Builds a generator from PyTorch-named tensors, checking every shape against the reference
+/// architecture at the width the tensors imply, or against `channels` (`[c0, c1, c2]`: l1's
+/// maps, block1, block2) when the checkpoint states them.
 fn from_torch_state_dict(
     t: &BTreeMap<String, Entry>,
     bn_eps: f64,
+    channels: Option<[usize; 3]>,
     path: &Path,
     device: &Device,
 ) -> Result<(Generator, ModelConfig), CheckpointError> {
@@ -406,14 +429,21 @@ fn from_torch_state_dict(
         found,
         width,
     };
-    if c0 == 0 || c2 != c2_expected {
-        return Err(shape_err(
-            "conv_blocks.6.bias".into(),
-            vec![c2_expected],
-            vec![c2],
-        ));
-    }
-    for (key, expected) in expected_shapes(c0, c2) {
+    let [c0, c1, c2] = match channels {
+        Some([m0, m1, m2]) if m0 == c0 => [m0, m1, m2],
+        Some([m0, _, _]) => {
+            return Err(shape_err("l1.0.bias".into(), vec![m0 * 64], vec![c0 * 64]));
+        }
+        None if c0 == 0 || c2 != c2_expected => {
+            return Err(shape_err(
+                "conv_blocks.6.bias".into(),
+                vec![c2_expected],
+                vec![c2],
+            ));
+        }
+        None => [c0, c0, c2],
+    };
+    for (key, expected) in expected_shapes(c0, c1, c2) {
         let (found, _) = get(&key)?;
         if *found != expected {
             return Err(shape_err(key, expected, found.clone()));

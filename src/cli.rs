@@ -58,6 +58,9 @@ pub enum Command {
     /// Causal test of matched pairs of a compare folder: ablate i in A and j in B on the same z
     /// and correlate the pixel changes, against random-unit controls (causal.json).
     Causal(CausalArgs),
+    /// Remove near-duplicate units of a generator (folded into their kept twin) and measure
+    /// what it costs against random and smallest-L1 removal: prune_curve.csv and .png.
+    Prune(PruneArgs),
     /// Fashion-MNIST files.
     Data {
         /// What to do with the data.
@@ -445,4 +448,39 @@ pub struct CausalArgs {
     /// Replace an existing output folder.
     #[arg(long)]
     pub force: bool,
+}
+
+/// `unitmatch prune`
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Generator checkpoint (ours or PyTorch).
+    pub checkpoint: PathBuf,
+    /// Thresholds on |r| between units of a layer, comma-separated (one pruned generator per
+    /// threshold and method).
+    #[arg(long, default_value = "0.95,0.9,0.8,0.7,0.6,0.5")]
+    pub tau: String,
+    /// Codes for the unit statistics and the image change.
+    #[arg(long, default_value_t = 500)]
+    pub samples: usize,
+    /// Classifier checkpoint for FD-FMNIST of every pruned generator.
+    #[arg(long)]
+    pub classifier: Option<PathBuf>,
+    /// Generated images per generator for FD-FMNIST.
+    #[arg(long, default_value_t = 2000)]
+    pub quality_samples: usize,
+    /// Seed of the random-removal baseline.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// BatchNorm eps for PyTorch checkpoints.
+    #[arg(long, default_value_t = 0.8)]
+    pub bn_eps: f64,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Replace an existing output folder.
+    #[arg(long)]
+    pub force: bool,
+    /// Data location (for FD-FMNIST).
+    #[command(flatten)]
+    pub data: DataArgs,
 }

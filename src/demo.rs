@@ -8,8 +8,8 @@
 //! Rerunning with `StartMode::Resume` reuses finished epochs and finished sweep folders. Last, it
 //! takes the committed classifier (or trains a small one; `classifier/`, reused when present),
 //! compares GAN A's last generator against it (`compare-classifier/`), scores every
-//! checkpoint's quality through it (`quality/`), and writes the HTML report
-//! (`report/index.html`).
+//! checkpoint's quality through it (`quality/`), prunes GAN A's duplicate units against two
+//! baselines (`prune/`), and writes the HTML report (`report/index.html`).
 
 use std::path::{Path, PathBuf};
 
@@ -27,6 +27,7 @@ use crate::evaluate::{EvaluateConfig, EvaluateError, evaluate};
 use crate::matching::{MatchError, MatchOptions, MatchReport, match_table, write_match_outputs};
 use crate::model::{GEN_LAYERS, UpConvOps};
 use crate::null::{NullKind, NullOptions};
+use crate::prune::{CurveConfig, PruneError, prune_curve};
 use crate::report::{ReportData, ReportError, ReportInputs, ReportOptions, write_report};
 use crate::similarity::Measure;
 use crate::sweep::{EpochSelection, SweepConfig, SweepError, SweepEvent, SweepSummary, sweep};
@@ -117,6 +118,10 @@ pub struct DemoConfig {
     pub quality_samples: usize,
     /// Latent codes for the causal test of the top matches.
     pub causal_samples: usize,
+    /// Thresholds of the pruning curve of GAN A.
+    pub prune_taus: Vec<f64>,
+    /// Generated images per pruned generator for FD-FMNIST.
+    pub prune_quality_samples: usize,
     /// A trained classifier to use instead of training one: the committed
     /// `assets/classifier-w1.safetensors` (with its `.metrics.json` and `.confusion.png`
     /// beside it), when present.
@@ -147,6 +152,8 @@ impl DemoConfig {
             },
             quality_samples: DEMO_QUALITY_SAMPLES,
             causal_samples: 256,
+            prune_taus: vec![0.95, 0.9, 0.8, 0.7, 0.6, 0.5],
+            prune_quality_samples: 2000,
             classifier_checkpoint: Some(committed_classifier()).filter(|p| p.exists()),
         }
     }
@@ -184,6 +191,9 @@ pub enum DemoError {
     /// The causal test failed.
     #[error(transparent)]
     Causal(#[from] CausalError),
+    /// Pruning failed.
+    #[error(transparent)]
+    Prune(#[from] PruneError),
     /// The output folder exists (Fresh mode).
     #[error("{0} already exists: pass --resume to continue it or --force to start over")]
     Exists(PathBuf),
@@ -206,8 +216,8 @@ pub enum DemoEvent {
     Compare(CompareEvent),
     /// An epoch-sweep event.
     Sweep(SweepEvent),
-    /// A later stage starts: "causal", "classifier", "classifier-compare", "quality" or
-    /// "report".
+    /// A later stage starts: "causal", "classifier", "classifier-compare", "quality", "prune"
+    /// or "report".
     Stage(&'static str),
 }
 
@@ -391,6 +401,21 @@ pub fn run_demo(
         force: true,
     };
     evaluate(&ecfg, &quality_dir, &eval_device, &mut |_| {})?;
+    // Removing GAN A's duplicate units, against baselines, through the same classifier.
+    progress(DemoEvent::Stage("prune"));
+    let prune_dir = out.join("prune");
+    let pcfg = CurveConfig {
+        checkpoint: ccfg.a.clone(),
+        taus: cfg.prune_taus.clone(),
+        samples: 500.min(cfg.samples),
+        classifier: Some(classifier_dir.join("classifier.safetensors")),
+        quality_samples: cfg.prune_quality_samples,
+        data_dir: cfg.classifier.data_dir.clone(),
+        default_bn_eps: cfg.a.model.bn_eps,
+        seed: 0,
+        force: true,
+    };
+    prune_curve(&pcfg, &prune_dir, &eval_device)?;
     progress(DemoEvent::Stage("report"));
     let inputs = ReportInputs {
         runs: ["gan-a", "gan-b"]
@@ -402,6 +427,7 @@ pub fn run_demo(
         quality: Some(quality_dir),
         classifier_compare: Some(classifier_compare_dir),
         causal: Some(compare_dir.join("causal")),
+        prune: Some(prune_dir),
     };
     let report_dir = out.join("report");
     let report = write_report(

@@ -395,14 +395,7 @@ pub fn generate_with(
         interventions,
     );
     let out = g.eval_image(block2.clone());
-    GeneratorOutput {
-        image: out.clone(),
-        activations: vec![
-            (GEN_LAYERS[0].to_string(), block1),
-            (GEN_LAYERS[1].to_string(), block2),
-            (GEN_LAYERS[2].to_string(), out),
-        ],
-    }
+    GeneratorOutput::from_maps(block1, block2, out)
 }
 
 /// Mean of every unit of block1 and of block2 over all samples and positions of `z`

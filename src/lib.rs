@@ -17,6 +17,7 @@ pub mod intervene;
 pub mod matching;
 pub mod model;
 pub mod null;
+pub mod prune;
 pub mod quality;
 pub mod render;
 pub mod report;

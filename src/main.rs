@@ -12,7 +12,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use cli::{
     CausalArgs, ClassifierAction, ClassifierTrainArgs, Cli, Command, CompareArgs, DataAction,
-    DemoArgs, EditArgs, EvaluateArgs, ReportArgs, SweepArgs, TrainArgs,
+    DemoArgs, EditArgs, EvaluateArgs, PruneArgs, ReportArgs, SweepArgs, TrainArgs,
 };
 use unitmatch::causal::{self, CausalConfig};
 use unitmatch::classifier::{self, ClassifierEvent, ClassifierTrainConfig};
@@ -24,6 +24,7 @@ use unitmatch::intervene::{self, EditAction, EditConfig, Region, UnitRef};
 use unitmatch::matching::{self, MatchOptions, MatchReport};
 use unitmatch::model::{ModelConfig, UpConvOps};
 use unitmatch::null::{NullOptions, parse_null_list};
+use unitmatch::prune;
 use unitmatch::report::{self as report, ReportOptions};
 use unitmatch::similarity::Measure;
 use unitmatch::sweep::{self, EpochSelection, SweepConfig, SweepEvent, SweepSummary};
@@ -84,6 +85,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(args) => cmd_evaluate(args, kind, show),
         Command::Edit(args) => cmd_edit(args, kind),
         Command::Causal(args) => cmd_causal(args, kind, show),
+        Command::Prune(args) => cmd_prune(args, kind),
         Command::Data {
             action: DataAction::Fetch { dir, url },
         } => {
@@ -716,5 +718,50 @@ fn cmd_causal(a: CausalArgs, kind: DeviceKind, show: bool) -> Result<()> {
         s.pairs_p_unmatched_le_005,
         s.min_attainable_p
     );
+    Ok(())
+}
+
+fn cmd_prune(a: PruneArgs, kind: DeviceKind) -> Result<()> {
+    let taus = a
+        .tau
+        .split(',')
+        .map(|t| t.trim().parse::<f64>())
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("--tau {:?}: expected numbers separated by commas", a.tau))?;
+    let device = select_device(kind)?;
+    let cfg = prune::CurveConfig {
+        checkpoint: a.checkpoint.clone(),
+        taus,
+        samples: a.samples,
+        classifier: a.classifier.clone(),
+        quality_samples: a.quality_samples,
+        data_dir: data::resolve_data_dir(a.data.data.as_deref()),
+        default_bn_eps: a.bn_eps,
+        seed: a.seed,
+        force: a.force,
+    };
+    let r = prune::prune_curve(&cfg, &a.out, &device)
+        .with_context(|| format!("pruning {}", a.checkpoint.display()))?;
+    println!(
+        "{}: {} pruned generators of {} parameters (FD-FMNIST unpruned: {})",
+        a.out.display(),
+        r.points.len(),
+        r.params,
+        r.fd_unpruned.map_or("-".into(), |v| format!("{v:.1}"))
+    );
+    for (p, fd) in r.points.iter().zip(&r.fd) {
+        println!(
+            "  {:<10} tau {:<4} removed {:>2}+{:<2} params -{:>5.1}%  mean |delta| {:.4} (border {:.4})  FD {}",
+            p.method,
+            p.tau,
+            p.removed[0],
+            p.removed[1],
+            100.0 * p.params_removed,
+            p.mean_abs_delta,
+            p.border_abs_delta,
+            fd.map_or("-".into(), |v| format!("{v:.1}"))
+        );
+    }
+    println!("  prune_curve.csv prune_curve.json prune_curve.png checkpoints/");
     Ok(())
 }

@@ -104,6 +104,21 @@ pub struct GeneratorOutput {
     pub activations: Vec<(String, Tensor<4>)>,
 }
 
+impl GeneratorOutput {
+    /// The output of one pass from its block1 and block2 maps and its image, named as
+    /// [`GEN_LAYERS`].
+    pub fn from_maps(block1: Tensor<4>, block2: Tensor<4>, image: Tensor<4>) -> Self {
+        Self {
+            image: image.clone(),
+            activations: vec![
+                (GEN_LAYERS[0].to_string(), block1),
+                (GEN_LAYERS[1].to_string(), block2),
+                (GEN_LAYERS[2].to_string(), image),
+            ],
+        }
+    }
+}
+
 impl Generator {
     /// A freshly initialised generator: conv weights ~ N(0, 0.02), BatchNorm weights ~
     /// N(1, 0.02) and biases 0 (the seed's `weights_init_normal`); the linear layer and conv
@@ -139,6 +154,16 @@ impl Generator {
             bn2,
             conv_out,
         }
+    }
+
+    /// `[c0, c1, c2]`: channels of l1's 8 x 8 maps, of block1 and of block2. The reference
+    /// architecture has `[128w, 128w, 64w]`; a pruned generator has fewer in block1 or block2.
+    pub fn channels(&self) -> [usize; 3] {
+        [
+            self.base_channels(),
+            self.bn1.gamma.dims()[0],
+            self.bn2.gamma.dims()[0],
+        ]
     }
 
     /// Channels of the linear layer's reshaped output (= 128 * width).
@@ -209,14 +234,7 @@ impl Generator {
         let x = up_conv(block1.clone(), &self.conv2); // up to 32 x 32: [batch, 64w, 32, 32]
         let block2 = leaky_relu(bn_forward(&self.bn2, x, train), LEAKY_SLOPE);
         let out = tanh(self.conv_out.forward(block2.clone())); // [batch, 1, 32, 32]
-        GeneratorOutput {
-            image: out.clone(),
-            activations: vec![
-                (GEN_LAYERS[0].to_string(), block1),
-                (GEN_LAYERS[1].to_string(), block2),
-                (GEN_LAYERS[2].to_string(), out),
-            ],
-        }
+        GeneratorOutput::from_maps(block1, block2, out)
     }
 
     /// Eval mode with every BatchNorm folded into the layer before it, so that no separate
@@ -228,14 +246,7 @@ impl Generator {
         let block1 = self.eval_block1(z, ops);
         let block2 = self.eval_block2(block1.clone(), ops);
         let out = self.eval_image(block2.clone());
-        GeneratorOutput {
-            image: out.clone(),
-            activations: vec![
-                (GEN_LAYERS[0].to_string(), block1),
-                (GEN_LAYERS[1].to_string(), block2),
-                (GEN_LAYERS[2].to_string(), out),
-            ],
-        }
+        GeneratorOutput::from_maps(block1, block2, out)
     }
 
     /// Eval stage 1: z to the block1 map (l1 and bn0 folded, up-conv with bn1 folded,

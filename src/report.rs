@@ -94,6 +94,8 @@ pub struct ReportInputs {
     /// A causal-test folder (`unitmatch causal`: `causal.json`); also found as `causal/`
     /// inside the compare folder.
     pub causal: Option<PathBuf>,
+    /// A pruning folder (`unitmatch prune`: `prune_curve.csv`).
+    pub prune: Option<PathBuf>,
 }
 
 /// What kind of output folder `dir` is, from its files.
@@ -110,6 +112,8 @@ fn classify(dir: &Path) -> Option<&'static str> {
         })
     } else if dir.join("causal.json").exists() {
         Some("causal")
+    } else if dir.join("prune_curve.json").exists() {
+        Some("prune")
     } else if dir.join("sweep.json").exists() {
         Some("sweep")
     } else if dir.join("losses.csv").exists() && dir.join("checkpoints").is_dir() {
@@ -139,6 +143,7 @@ pub fn discover(dirs: &[PathBuf]) -> Result<ReportInputs, ReportError> {
             "classifier" => &mut found.classifier,
             "classifier-compare" => &mut found.classifier_compare,
             "causal" => &mut found.causal,
+            "prune" => &mut found.prune,
             _ => {
                 found.runs.push((name, dir.to_path_buf()));
                 return Ok(());
@@ -477,6 +482,18 @@ pub struct CausalSection {
     pub figures: Vec<(String, String)>,
 }
 
+/// The pruning section (`prune_curve.json` of `unitmatch prune`).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneSection {
+    /// The pruning folder.
+    pub dir: PathBuf,
+    /// `report` of prune_curve.json as written (parameters, FD of the unpruned generator, every
+    /// point).
+    pub curve: serde_json::Value,
+    /// The curve figure, copied.
+    pub figure: Option<String>,
+}
+
 /// One evaluated image set of the quality section.
 #[derive(Debug, Clone, Serialize)]
 pub struct QualityRow {
@@ -559,6 +576,8 @@ pub struct ReportData {
     pub classifier_match: Option<ClassifierMatchSection>,
     /// The causal test of the top matches.
     pub causal: Option<CausalSection>,
+    /// Removing duplicate units, against baselines.
+    pub prune: Option<PruneSection>,
     /// `(section, note)` for each hidden section: why, and how to produce it.
     pub missing: Vec<(String, String)>,
 }
@@ -1051,6 +1070,7 @@ fn build(
         quality: None,
         classifier_match: None,
         causal: None,
+        prune: None,
         missing: Vec::new(),
     };
     if data.training.is_empty() {
@@ -1103,6 +1123,26 @@ fn build(
             "causal".into(),
             "no causal test given: run `unitmatch causal COMPARE_DIR` (it writes \
              COMPARE_DIR/causal) and pass the folder"
+                .into(),
+        )),
+    }
+    match &inputs.prune {
+        Some(p) => {
+            let path = p.join("prune_curve.json");
+            let v = read_json(&path)?;
+            if !v["report"]["points"].is_array() {
+                return Err(invalid(&path, "no report.points list"));
+            }
+            data.prune = Some(PruneSection {
+                dir: p.clone(),
+                curve: v["report"].clone(),
+                figure: copy_file(&p.join("prune_curve.png"), dir, "prune_curve.png")?,
+            });
+        }
+        None => data.missing.push((
+            "prune".into(),
+            "no pruning folder given: run `unitmatch prune CKPT --classifier CLS --out DIR` \
+             and pass DIR"
                 .into(),
         )),
     }

@@ -29,6 +29,8 @@ fn tiny_demo_trains_both_gans_compares_and_resumes() {
     cfg.classifier.epochs = 1;
     cfg.quality_samples = 40;
     cfg.causal_samples = 16;
+    cfg.prune_taus = vec![0.9, 0.0];
+    cfg.prune_quality_samples = 20;
     // Train the classifier here rather than copying the committed one (it would not fit
     // synthetic data).
     cfg.classifier_checkpoint = None;
@@ -147,6 +149,10 @@ fn check_report(dir: &Path, data: &unitmatch::report::ReportData) {
         json["classifier_match"]["strict_buddies"].as_u64().unwrap() as usize,
         c.strict_buddies
     );
+    // The pruning curve: three methods per threshold, FD measured for each.
+    let p = data.prune.as_ref().unwrap();
+    assert_eq!(p.curve["points"].as_array().unwrap().len(), 6);
+    assert!(p.curve["fd"].as_array().unwrap().iter().all(|v| v.is_f64()));
     // The causal test of the top matches: every tested pair listed, the first figures copied.
     let k = data.causal.as_ref().unwrap();
     assert!(!k.rows.is_empty());

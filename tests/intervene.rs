@@ -468,3 +468,84 @@ fn causal_on_compare_folders() {
     );
     assert!(!ab.join("causal").exists());
 }
+
+#[test]
+fn prune_writes_a_curve_and_pruned_checkpoints_load_and_compare() {
+    use unitmatch::checkpoint::load_generator;
+    let tmp = tempfile::tempdir().unwrap();
+    let ckpt = tmp.path().join("g.safetensors");
+    let g = generator(11);
+    save_generator(&g, &SMALL, &ckpt).unwrap();
+    let out = tmp.path().join("prune");
+    // tau 0 removes every unit but the first of each layer; 0.9 usually removes none.
+    unitmatch()
+        .args(["prune"])
+        .arg(&ckpt)
+        .args(["--tau", "0,0.9", "--samples", "20", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    for f in ["prune_curve.csv", "prune_curve.json", "prune_curve.png"] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let csv = std::fs::read_to_string(out.join("prune_curve.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 2 * 3, "{csv}");
+    let [c0, c1, c2] = g.channels();
+    let row0 = csv.lines().nth(1).unwrap();
+    assert!(
+        row0.starts_with(&format!("duplicates,0,{},{},", c1 - 1, c2 - 1)),
+        "{row0}"
+    );
+    // Every method at tau 0 removes the same counts, so the same parameters.
+    let params: Vec<&str> = csv
+        .lines()
+        .skip(1)
+        .take(3)
+        .map(|l| l.split(',').nth(4).unwrap())
+        .collect();
+    assert!(params.iter().all(|p| *p == params[0]), "{params:?}");
+    // A pruned checkpoint loads with its narrower layers and gives the same images as the
+    // generator pruned in memory.
+    let path = out.join("checkpoints/duplicates-tau0.safetensors");
+    let (p, cfg) = load_generator(&path, 0.8, &dev()).unwrap();
+    assert_eq!(p.channels(), [c0, 1, 1]);
+    assert_eq!(cfg.width, SMALL.width);
+    let moments = unitmatch::prune::unit_moments(&g, &ZSource::seeded(20, 20), &dev());
+    let plan = unitmatch::prune::duplicate_plan(&moments, 0.0);
+    let again = unitmatch::prune::prune(&g, &plan, true, &dev());
+    let zz = z(4, 99);
+    assert_eq!(
+        values(p.forward(zz.clone(), false)),
+        values(again.forward(zz, false))
+    );
+    // And compares against the original like any generator.
+    let cmp = tmp.path().join("cmp");
+    unitmatch()
+        .args(["compare"])
+        .arg(&ckpt)
+        .arg(&path)
+        .args(["--samples", "10", "--batch", "10", "--out"])
+        .arg(&cmp)
+        .assert()
+        .success();
+    let table: ndarray::Array2<f32> = ndarray_npy::read_npy(cmp.join("table.npy")).unwrap();
+    assert_eq!(table.dim(), (c1 + c2 + 1, 3));
+    // A bad threshold is a clear error and leaves nothing.
+    let bad = tmp.path().join("bad");
+    let err = unitmatch()
+        .args(["prune"])
+        .arg(&ckpt)
+        .args(["--tau", "1.5", "--out"])
+        .arg(&bad)
+        .assert()
+        .failure()
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&err);
+    assert!(
+        err.contains("g.safetensors") && err.contains("tau"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}

@@ -29,4 +29,5 @@ pub use heatmap::{
     reorder_by_assignment, spans_from_sizes,
 };
 pub use overlay::{GalleryRow, Panel, gallery_png, overlay_panel, resize_bilinear};
+pub(crate) use plot::LineChart;
 pub use plot::{evolution_png, evolution_svg, loss_plot_png, loss_plot_svg};

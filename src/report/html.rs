@@ -8,6 +8,7 @@
 
 use std::fmt::Write;
 
+use super::gallery::GalleryPair;
 use super::{PairRow, QualityRow, ReportData, SignificanceSection};
 
 /// HTML-escapes `&`, `<`, `>`, `"` and `'`.
@@ -27,7 +28,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Section ids, in page order.
-pub const SECTIONS: [&str; 10] = [
+pub const SECTIONS: [&str; 11] = [
     "summary",
     "training",
     "table",
@@ -38,6 +39,7 @@ pub const SECTIONS: [&str; 10] = [
     "quality",
     "classifier-match",
     "causal",
+    "prune",
 ];
 
 const STYLE: &str = "body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;\
@@ -164,6 +166,27 @@ const PAIR_HEADER: [&str; 8] = [
     "p (random-init)",
     "p (permuted-z)",
 ];
+
+/// A row of gallery figures, each captioned with its units, score and chosen z; `b` prefixes
+/// B's unit name.
+fn gallery_figures(o: &mut String, list: &[GalleryPair], b: &str) {
+    o.push_str("<div class=\"figs\">");
+    for g in list {
+        figure(
+            o,
+            &g.figure,
+            &format!(
+                "A {} / {b}{}: r = {}, on z #{}: {}",
+                g.unit_a,
+                g.unit_b,
+                num(g.score, 3),
+                g.sample,
+                num(g.sample_score, 3)
+            ),
+        );
+    }
+    o.push_str("</div>");
+}
 
 /// The significance rows: one per null model and layer pair.
 fn significance_table(o: &mut String, s: &SignificanceSection) {
@@ -425,22 +448,8 @@ pub fn page(d: &ReportData) -> String {
             if list.is_empty() {
                 continue;
             }
-            let _ = write!(o, "<h4>{}</h4><div class=\"figs\">", escape(title));
-            for g in list.iter() {
-                figure(
-                    &mut o,
-                    &g.figure,
-                    &format!(
-                        "A {} / B {}: r = {}, on z #{}: {}",
-                        g.unit_a,
-                        g.unit_b,
-                        num(g.score, 3),
-                        g.sample,
-                        num(g.sample_score, 3)
-                    ),
-                );
-            }
-            o.push_str("</div>");
+            let _ = write!(o, "<h4>{}</h4>", escape(title));
+            gallery_figures(&mut o, list, "B ");
         }
     }
     o.push_str("</section>\n");
@@ -656,24 +665,9 @@ pub fn page(d: &ReportData) -> String {
         }
         if !c.galleries.is_empty() {
             o.push_str(
-                "<p>Galleries: B's image panels show A's image, which the classifier saw.</p>\
-                 <div class=\"figs\">",
+                "<p>Galleries: B's image panels show A's image, which the classifier saw.</p>",
             );
-            for g in &c.galleries {
-                figure(
-                    &mut o,
-                    &g.figure,
-                    &format!(
-                        "A {} / {}: r = {}, on z #{}: {}",
-                        g.unit_a,
-                        g.unit_b,
-                        num(g.score, 3),
-                        g.sample,
-                        num(g.sample_score, 3)
-                    ),
-                );
-            }
-            o.push_str("</div>");
+            gallery_figures(&mut o, &c.galleries, "");
         }
     }
     o.push_str("</section>\n");
@@ -743,6 +737,67 @@ pub fn page(d: &ReportData) -> String {
             figure(&mut o, src, caption);
         }
         o.push_str("</div>");
+    }
+    o.push_str("</section>\n");
+
+    o.push_str("<section id=\"prune\"><h2>Removing duplicate units</h2>");
+    if !missing(&mut o, d, "prune")
+        && let Some(p) = &d.prune
+    {
+        let c = &p.curve;
+        let _ = write!(
+            o,
+            "<p>Near-duplicate units (|r| &gt;= tau within a layer) removed and folded into their \
+             kept twin (the next layer's weights absorb the least-squares slope and intercept), \
+             against removing as many units at random or by smallest filter L1 norm, without \
+             folding. {} parameters before pruning; FD-FMNIST before: {}.</p>",
+            c["params"].as_u64().unwrap_or(0),
+            opt(c["fd_unpruned"].as_f64(), 1)
+        );
+        let points = c["points"].as_array().cloned().unwrap_or_default();
+        let fd = c["fd"].as_array().cloned().unwrap_or_default();
+        let rows: Vec<Vec<String>> = points
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                vec![
+                    q["method"].as_str().unwrap_or("").to_string(),
+                    opt(q["tau"].as_f64(), 2),
+                    format!(
+                        "{} + {}",
+                        q["removed"][0].as_u64().unwrap_or(0),
+                        q["removed"][1].as_u64().unwrap_or(0)
+                    ),
+                    opt(q["params_removed"].as_f64().map(|v| 100.0 * v), 1),
+                    opt(q["mean_abs_delta"].as_f64(), 4),
+                    opt(q["border_abs_delta"].as_f64(), 4),
+                    opt(fd.get(i).and_then(|v| v.as_f64()), 1),
+                ]
+            })
+            .collect();
+        table(
+            &mut o,
+            &[
+                "method",
+                "tau",
+                "units removed (block1 + block2)",
+                "% params removed",
+                "mean |delta image|",
+                "on the border",
+                "FD-FMNIST",
+            ],
+            1,
+            &rows,
+        );
+        if let Some(f) = &p.figure {
+            o.push_str("<div class=\"figs\">");
+            figure(
+                &mut o,
+                f,
+                "Change of the images and FD-FMNIST against parameters removed",
+            );
+            o.push_str("</div>");
+        }
     }
     o.push_str("</section>\n</body></html>\n");
     o
