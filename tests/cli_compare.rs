@@ -523,7 +523,8 @@ fn report_on_a_lone_compare_folder_hides_missing_sections_and_escapes_text() {
             "evolution",
             "quality",
             "classifier-match",
-            "causal"
+            "causal",
+            "prune"
         ]
     );
     assert!(json["evolution"].is_null() && json["findings"][2]["holds"].is_null());
