@@ -209,7 +209,10 @@ impl NetworkB {
     /// A freshly initialised, untrained network of the same architecture (random-init null).
     fn random_like(&self, model: &ModelConfig, seed: u64, device: &Device) -> Self {
         match self {
-            Self::Generator(_) => Self::Generator(Generator::new(model, seed, device)),
+            // The same (possibly pruned) per-layer channels as B.
+            Self::Generator(g) => {
+                Self::Generator(Generator::with_channels(model, g.channels(), seed, device))
+            }
             Self::Classifier(c) => Self::Classifier(Classifier::new(&c.config(), seed, device)),
         }
     }

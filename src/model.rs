@@ -125,12 +125,22 @@ impl Generator {
     /// biases keep PyTorch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)). All draws come from
     /// `ChaCha8Rng::seed_from_u64(seed)` in field order.
     pub fn new(cfg: &ModelConfig, seed: u64, device: &Device) -> Self {
-        let c1 = cfg.channels(128);
-        let c2 = cfg.channels(64);
+        let c = cfg.channels(128);
+        Self::with_channels(cfg, [c, c, cfg.channels(64)], seed, device)
+    }
+
+    /// A freshly initialised generator with `[c0, c1, c2]` channels (l1's maps, block1,
+    /// block2), initialised as [`Generator::new`]: the architecture of a pruned generator.
+    pub fn with_channels(
+        cfg: &ModelConfig,
+        [c0, c1, c2]: [usize; 3],
+        seed: u64,
+        device: &Device,
+    ) -> Self {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let init = 8 * 8;
-        let mut l1 = LinearConfig::new(LATENT_DIM, c1 * init).init(device);
-        torch_default_linear(&mut l1, LATENT_DIM, c1 * init, &mut rng, device);
+        let mut l1 = LinearConfig::new(LATENT_DIM, c0 * init).init(device);
+        torch_default_linear(&mut l1, LATENT_DIM, c0 * init, &mut rng, device);
         let bn = |c: usize, eps: f64, rng: &mut ChaCha8Rng| {
             let mut bn = BatchNormConfig::new(c)
                 .with_epsilon(eps)
@@ -139,8 +149,8 @@ impl Generator {
             init_bn(&mut bn, c, rng, device);
             bn
         };
-        let bn0 = bn(c1, 1e-5, &mut rng);
-        let conv1 = conv3x3(c1, c1, 1, &mut rng, device);
+        let bn0 = bn(c0, 1e-5, &mut rng);
+        let conv1 = conv3x3(c0, c1, 1, &mut rng, device);
         let bn1 = bn(c1, cfg.bn_eps, &mut rng);
         let conv2 = conv3x3(c1, c2, 1, &mut rng, device);
         let bn2 = bn(c2, cfg.bn_eps, &mut rng);

@@ -518,18 +518,28 @@ fn prune_writes_a_curve_and_pruned_checkpoints_load_and_compare() {
         values(p.forward(zz.clone(), false)),
         values(again.forward(zz, false))
     );
-    // And compares against the original like any generator.
+    // And compares against the original like any generator, with a random-init null of its own
+    // (narrower) architecture.
     let cmp = tmp.path().join("cmp");
     unitmatch()
         .args(["compare"])
         .arg(&ckpt)
         .arg(&path)
-        .args(["--samples", "10", "--batch", "10", "--out"])
+        .args([
+            "--samples",
+            "10",
+            "--batch",
+            "10",
+            "--null",
+            "random-init,permuted-z",
+        ])
+        .args(["--null-draws", "2", "--out"])
         .arg(&cmp)
         .assert()
         .success();
     let table: ndarray::Array2<f32> = ndarray_npy::read_npy(cmp.join("table.npy")).unwrap();
     assert_eq!(table.dim(), (c1 + c2 + 1, 3));
+    assert!(cmp.join("significance.json").exists());
     // A bad threshold is a clear error and leaves nothing.
     let bad = tmp.path().join("bad");
     let err = unitmatch()
