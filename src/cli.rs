@@ -474,10 +474,11 @@ pub struct PruneArgs {
     /// BatchNorm eps for PyTorch checkpoints.
     #[arg(long, default_value_t = 0.8)]
     pub bn_eps: f64,
-    /// Output folder.
+    /// Output folder for the curve, or a `.safetensors` file: then one tau is required and
+    /// only the generator pruned by duplicates (folded) is written.
     #[arg(long)]
     pub out: PathBuf,
-    /// Replace an existing output folder.
+    /// Replace an existing output.
     #[arg(long)]
     pub force: bool,
     /// Data location (for FD-FMNIST).

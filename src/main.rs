@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Parser;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -729,6 +729,30 @@ fn cmd_prune(a: PruneArgs, kind: DeviceKind) -> Result<()> {
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("--tau {:?}: expected numbers separated by commas", a.tau))?;
     let device = select_device(kind)?;
+    if a.out.extension().is_some_and(|e| e == "safetensors") {
+        let [tau] = taus[..] else {
+            bail!(
+                "--out {} is a checkpoint: give exactly one --tau",
+                a.out.display()
+            );
+        };
+        if a.out.exists() && !a.force {
+            bail!(
+                "{} already exists: pass --force to replace it",
+                a.out.display()
+            );
+        }
+        let (plan, [before, after]) =
+            prune::prune_checkpoint(&a.checkpoint, tau, a.samples, a.bn_eps, &a.out, &device)
+                .with_context(|| format!("pruning {}", a.checkpoint.display()))?;
+        println!(
+            "{}: removed {} block1 and {} block2 units (|r| >= {tau}), folded; {before} -> {after} parameters",
+            a.out.display(),
+            plan[0].len(),
+            plan[1].len()
+        );
+        return Ok(());
+    }
     let cfg = prune::CurveConfig {
         checkpoint: a.checkpoint.clone(),
         taus,

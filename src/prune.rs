@@ -570,6 +570,31 @@ pub fn prune_curve(
     Ok(report)
 }
 
+/// Prunes one checkpoint by duplicates at `tau` (folded) and writes the narrower generator to
+/// `out` (safetensors, written to a temporary name and renamed). Returns the plan and the
+/// parameters before and after.
+pub fn prune_checkpoint(
+    checkpoint: &Path,
+    tau: f64,
+    samples: usize,
+    default_bn_eps: f64,
+    out: &Path,
+    device: &Device,
+) -> Result<(PrunePlan, [usize; 2]), PruneError> {
+    if samples == 0 || !(0.0..=1.0).contains(&tau) {
+        return Err(PruneError::Input {
+            path: checkpoint.to_path_buf(),
+            message: format!("need samples > 0 and tau in [0, 1] (got {samples}, {tau})"),
+        });
+    }
+    let (g, model) = crate::checkpoint::load_generator(checkpoint, default_bn_eps, device)?;
+    let z = ZSource::seeded(samples, 100.min(samples));
+    let plan = duplicate_plan(&unit_moments(&g, &z, device), tau);
+    let pruned = prune(&g, &plan, true, device);
+    crate::checkpoint::save_generator(&pruned, &model, out)?;
+    Ok((plan, [generator_params(&g), generator_params(&pruned)]))
+}
+
 /// Mean |delta image| (and FD-FMNIST, when measured) against the fraction of parameters
 /// removed, one line per method.
 pub fn curve_png(r: &CurveReport) -> Result<Vec<u8>, String> {

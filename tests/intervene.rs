@@ -540,6 +540,29 @@ fn prune_writes_a_curve_and_pruned_checkpoints_load_and_compare() {
     let table: ndarray::Array2<f32> = ndarray_npy::read_npy(cmp.join("table.npy")).unwrap();
     assert_eq!(table.dim(), (c1 + c2 + 1, 3));
     assert!(cmp.join("significance.json").exists());
+    // The single-checkpoint form writes only the folded generator.
+    let one = tmp.path().join("pruned.safetensors");
+    unitmatch()
+        .args(["prune"])
+        .arg(&ckpt)
+        .args(["--tau", "0", "--samples", "20", "--out"])
+        .arg(&one)
+        .assert()
+        .success();
+    let (q, _) = load_generator(&one, 0.8, &dev()).unwrap();
+    let zz = z(4, 98);
+    assert_eq!(
+        values(q.forward(zz.clone(), false)),
+        values(again.forward(zz, false))
+    );
+    unitmatch()
+        .args(["prune"])
+        .arg(&ckpt)
+        .args(["--tau", "0,0.5", "--out"])
+        .arg(&one)
+        .arg("--force")
+        .assert()
+        .failure();
     // A bad threshold is a clear error and leaves nothing.
     let bad = tmp.path().join("bad");
     let err = unitmatch()
