@@ -19,7 +19,7 @@ use burn::module::Param;
 use burn::nn::BatchNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::{Device, Tensor, TensorData};
-use ndarray::{Array2, Axis};
+use ndarray::{Array2, Array4, Axis};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -297,15 +297,27 @@ pub fn generator_params(g: &Generator) -> usize {
     l1 + 2 * c0 + conv(c1, c0) + 2 * c1 + conv(c2, c1) + 2 * c2 + conv(1, c2)
 }
 
-/// Mean |image(g) - image(h)| over the codes of `z` (eval mode), and the same over the
-/// one-pixel border of the 32 x 32 image only.
-pub fn image_change(g: &Generator, h: &Generator, z: &ZSource, device: &Device) -> (f64, f64) {
+/// The images of `g` (eval mode) for every batch of `z`: the reference the pruned generators
+/// are measured against, computed once per curve.
+pub fn reference_images(g: &Generator, z: &ZSource, device: &Device) -> Vec<Array4<f32>> {
+    let layer = vec![GEN_LAYERS[2].to_string()];
+    (0..z.batches())
+        .map(|i| unroll_generator(g, &z.batch(i), &layer, device).remove(0))
+        .collect()
+}
+
+/// Mean |reference - image(h)| over the codes of `z` (`reference` from [`reference_images`]
+/// on the same `z`), and the same over the one-pixel border of the 32 x 32 image only.
+pub fn image_change(
+    reference: &[Array4<f32>],
+    h: &Generator,
+    z: &ZSource,
+    device: &Device,
+) -> (f64, f64) {
     let layer = vec![GEN_LAYERS[2].to_string()];
     let (mut all, mut border, mut n_all, mut n_border) = (0.0, 0.0, 0usize, 0usize);
-    for i in 0..z.batches() {
-        let zb = z.batch(i);
-        let a = unroll_generator(g, &zb, &layer, device).remove(0);
-        let b = unroll_generator(h, &zb, &layer, device).remove(0);
+    for (i, a) in reference.iter().enumerate() {
+        let b = unroll_generator(h, &z.batch(i), &layer, device).remove(0);
         for ((idx, x), y) in a.indexed_iter().zip(b.iter()) {
             let d = (x - y).abs() as f64;
             all += d;
@@ -485,13 +497,14 @@ pub fn prune_curve(
     let z = ZSource::seeded(cfg.samples, 100.min(cfg.samples));
     let moments = unit_moments(&g, &z, device);
     let params = generator_params(&g);
+    let reference = reference_images(&g, &z, device);
     let mut points = Vec::new();
     for &tau in &cfg.taus {
         for (method, plan, fold) in plans_at(&g, &moments, tau, cfg.seed) {
             let pruned = prune(&g, &plan, fold, device);
             let path = curve_checkpoint(&tmp, method, tau);
             crate::checkpoint::save_generator(&pruned, &model, &path)?;
-            let (mean_abs_delta, border_abs_delta) = image_change(&g, &pruned, &z, device);
+            let (mean_abs_delta, border_abs_delta) = image_change(&reference, &pruned, &z, device);
             let left = generator_params(&pruned);
             points.push(CurvePoint {
                 method: method.to_string(),
