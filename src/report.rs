@@ -1202,6 +1202,39 @@ fn causal_section(cdir: &Path, dir: &Path) -> Result<CausalSection, ReportError>
     })
 }
 
+/// What the report reads from a compare folder: the table, run.json, the per-layer-pair
+/// summary, the matching (with the options of its matching.json, default otherwise) and
+/// significance.json when present.
+struct CompareFolder {
+    table: SimilarityTable,
+    run: serde_json::Value,
+    layer_pairs: Vec<LayerPairSummary>,
+    match_opts: MatchOptions,
+    report: MatchReport,
+    sig_json: Option<serde_json::Value>,
+}
+
+fn read_compare_folder(cdir: &Path) -> Result<CompareFolder, ReportError> {
+    let table = load_table(cdir).map_err(|e| invalid(cdir, e.to_string()))?;
+    let run = read_json(&cdir.join("run.json"))?;
+    let summary = read_json(&cdir.join("summary.json"))?;
+    let layer_pairs: Vec<LayerPairSummary> = serde_json::from_value(summary["layer_pairs"].clone())
+        .map_err(|e| invalid(&cdir.join("summary.json"), e.to_string()))?;
+    let match_opts = read_json(&cdir.join("matching.json"))
+        .ok()
+        .and_then(|m| serde_json::from_value::<MatchOptions>(m["options"].clone()).ok())
+        .unwrap_or_default();
+    let report = match_table(&table, &match_opts);
+    Ok(CompareFolder {
+        table,
+        run,
+        layer_pairs,
+        match_opts,
+        report,
+        sig_json: read_json(&cdir.join("significance.json")).ok(),
+    })
+}
+
 /// The generator-vs-classifier section from a compare folder whose B is a classifier.
 fn classifier_match_section(
     cdir: &Path,
@@ -1209,14 +1242,14 @@ fn classifier_match_section(
     dir: &Path,
     device: &Device,
 ) -> Result<ClassifierMatchSection, ReportError> {
-    let table = load_table(cdir).map_err(|e| invalid(cdir, e.to_string()))?;
-    let run = read_json(&cdir.join("run.json"))?;
-    let summary = read_json(&cdir.join("summary.json"))?;
-    let layer_pairs: Vec<LayerPairSummary> = serde_json::from_value(summary["layer_pairs"].clone())
-        .map_err(|e| invalid(&cdir.join("summary.json"), e.to_string()))?;
-    let match_opts = MatchOptions::default();
-    let report = match_table(&table, &match_opts);
-    let sig_json = read_json(&cdir.join("significance.json")).ok();
+    let CompareFolder {
+        table,
+        run,
+        layer_pairs,
+        match_opts,
+        report,
+        sig_json,
+    } = read_compare_folder(cdir)?;
     let p_values = pair_p_values(sig_json.as_ref());
     let (png, _, _, block) = table_heatmaps(
         &table,
@@ -1272,17 +1305,14 @@ fn compare_sections(
     dir: &Path,
     device: &Device,
 ) -> Result<(), ReportError> {
-    let table = load_table(cdir).map_err(|e| invalid(cdir, e.to_string()))?;
-    let run = read_json(&cdir.join("run.json"))?;
-    let summary = read_json(&cdir.join("summary.json"))?;
-    let layer_pairs: Vec<LayerPairSummary> = serde_json::from_value(summary["layer_pairs"].clone())
-        .map_err(|e| invalid(&cdir.join("summary.json"), e.to_string()))?;
-    let match_opts = read_json(&cdir.join("matching.json"))
-        .ok()
-        .and_then(|m| serde_json::from_value::<MatchOptions>(m["options"].clone()).ok())
-        .unwrap_or_default();
-    let report = match_table(&table, &match_opts);
-    let sig_json = read_json(&cdir.join("significance.json")).ok();
+    let CompareFolder {
+        table,
+        run,
+        layer_pairs,
+        match_opts,
+        report,
+        sig_json,
+    } = read_compare_folder(cdir)?;
     let sig = sig_json.as_ref().map(significance_section);
     let (png, svg, reordered, block) = table_heatmaps(
         &table,
